@@ -1,0 +1,26 @@
+"""revolve: memory-optimal checkpointing schedules for reverse-mode automatic differentiation, and their execution.
+
+The planner half (chain model, actions, schedules, planners, simulator) needs only the standard library
+and numpy. ``revolve.ad`` is the native reverse-mode engine; ``revolve.gradient`` runs a schedule through
+it. Framework adapters live in ``revolve.integrations`` and are never imported by ``import revolve``.
+"""
+
+from .actions import Action, Advance, Discard, Record, Restore, Reverse, Snapshot, action_from_json
+from .baselines import periodic, store_all
+from .binomial import beta, binomial, binomial_cost, min_snapshots, repetition_number
+from .chain import Chain
+from .errors import InfeasibleBudget, RevolveInternalError, ScheduleError
+from .schedule import Schedule
+from .simulator import SimulationStats, simulate
+from .units import format_bytes, parse_bytes
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Action", "Advance", "Snapshot", "Restore", "Discard", "Record", "Reverse", "action_from_json",
+    "Schedule", "Chain", "simulate", "SimulationStats",
+    "binomial", "binomial_cost", "repetition_number", "min_snapshots", "beta",
+    "store_all", "periodic",
+    "ScheduleError", "InfeasibleBudget", "RevolveInternalError",
+    "parse_bytes", "format_bytes",
+]

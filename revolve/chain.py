@@ -1,0 +1,204 @@
+"""The chain model: the cost in time and the size in bytes of each step of a computation."""
+
+from __future__ import annotations
+
+import json
+import math
+import numbers
+import os
+from typing import Sequence, Union
+
+import numpy as np
+
+from ._check import check_int
+
+__all__ = ["Chain"]
+
+Number = Union[int, float]
+
+_FIELDS = ("forward_cost", "backward_cost", "state_bytes", "tape_bytes")
+
+
+def _as_values(where: str, name: str, value, length: int | None) -> tuple[np.ndarray | None, float | None, int | None]:
+    """Validate one chain argument; return (array or None, uniform scalar or None, its own length or None)."""
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{where}: {name} must be a number or a sequence of numbers, got {value!r}")
+    if isinstance(value, numbers.Real):
+        v = float(value)
+        if not math.isfinite(v) or v < 0:
+            raise ValueError(f"{where}: {name} must be finite and >= 0, got {value!r}")
+        return None, v, None
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__len__"):
+        raise TypeError(f"{where}: {name} must be a number or a sequence of numbers, got {value!r}")
+    items = list(value)
+    for k, item in enumerate(items):
+        if isinstance(item, (bool, np.bool_)) or not isinstance(item, numbers.Real):
+            raise TypeError(f"{where}: {name}[{k}] must be a real number, got {item!r}")
+    arr = np.asarray(items, dtype=np.float64)
+    if arr.ndim != 1:
+        raise ValueError(f"{where}: {name} must be one-dimensional, got shape {arr.shape}")
+    bad = np.flatnonzero(~np.isfinite(arr) | (arr < 0))
+    if bad.size:
+        k = int(bad[0])
+        raise ValueError(f"{where}: {name}[{k}] must be finite and >= 0, got {items[k]!r}")
+    return arr, None, len(items)
+
+
+class Chain:
+    """Costs and sizes of a chain of ``n`` steps mapping states x_0 .. x_n.
+
+    Arguments (keyword-only), each a non-negative finite number (the same for every step) or a sequence:
+        forward_cost: time of one evaluation of each step (n values).
+        backward_cost: time of the backward of each step, from its tape (n values).
+        state_bytes: size of each state x_0 .. x_n (n + 1 values).
+        tape_bytes: bytes a recorded step keeps until it is reversed (n values).
+        n_steps: the number of steps; required when every argument is a number.
+
+    Raises:
+        TypeError, ValueError: an argument that is not a number or sequence of numbers, a negative or
+            non-finite value, or lengths that do not agree.
+
+    Example:
+        >>> chain = Chain(forward_cost=1.0, backward_cost=2.0, state_bytes=8e6, tape_bytes=24e6, n_steps=100)
+        >>> chain.n_steps, chain.state(0), chain.tape(99)
+        (100, 8000000.0, 24000000.0)
+    """
+
+    __slots__ = ("n_steps", "_arrays", "_uniform")
+
+    def __init__(
+        self,
+        *,
+        forward_cost: Number | Sequence[Number],
+        backward_cost: Number | Sequence[Number],
+        state_bytes: Number | Sequence[Number],
+        tape_bytes: Number | Sequence[Number],
+        n_steps: int | None = None,
+    ):
+        where = "revolve.Chain"
+        if n_steps is not None:
+            n_steps = check_int(where, "n_steps", n_steps, minimum=1)
+        given = dict(forward_cost=forward_cost, backward_cost=backward_cost, state_bytes=state_bytes, tape_bytes=tape_bytes)
+        arrays, uniform, implied = {}, {}, {}
+        for name, value in given.items():
+            arr, scalar, length = _as_values(where, name, value, n_steps)
+            arrays[name], uniform[name] = arr, scalar
+            if length is not None:
+                # states are x_0..x_n, so their sequence is one longer than the others
+                implied[name] = length - 1 if name == "state_bytes" else length
+        if implied:
+            ns = set(implied.values())
+            if len(ns) > 1 or (n_steps is not None and ns != {n_steps}):
+                detail = ", ".join(f"{k} has {len(given[k])} values" for k in implied)
+                expect = f"n_steps={n_steps}" if n_steps is not None else "one n"
+                raise ValueError(
+                    f"{where}: lengths disagree ({detail}); with {expect} the costs and tape_bytes need n values "
+                    f"and state_bytes needs n + 1"
+                )
+            n_steps = ns.pop()
+        if n_steps is None:
+            raise ValueError(f"{where}: n_steps is required when every argument is a single number")
+        if n_steps < 1:
+            raise ValueError(f"{where}: a chain needs at least one step, got {n_steps} (state_bytes must have n + 1 >= 2 values)")
+        self.n_steps = n_steps
+        self._arrays = arrays
+        self._uniform = uniform
+
+    # -- access ---------------------------------------------------------------------------------
+    def values(self, name: str) -> np.ndarray:
+        """The full array of one field (n values, n + 1 for ``state_bytes``)."""
+        if name not in _FIELDS:
+            raise ValueError(f"revolve.Chain.values: unknown field {name!r}; allowed: {', '.join(_FIELDS)}")
+        arr = self._arrays[name]
+        if arr is None:
+            length = self.n_steps + 1 if name == "state_bytes" else self.n_steps
+            arr = np.full(length, self._uniform[name])
+        return arr
+
+    def uniform(self, name: str) -> float | None:
+        """The common value of a field given as one number, else None."""
+        return self._uniform[name]
+
+    def forward(self, i: int) -> float:
+        """Forward cost of step i."""
+        u = self._uniform["forward_cost"]
+        return u if u is not None else float(self._arrays["forward_cost"][i])
+
+    def backward(self, i: int) -> float:
+        """Backward cost of step i."""
+        u = self._uniform["backward_cost"]
+        return u if u is not None else float(self._arrays["backward_cost"][i])
+
+    def state(self, i: int) -> float:
+        """Size in bytes of state x_i."""
+        u = self._uniform["state_bytes"]
+        return u if u is not None else float(self._arrays["state_bytes"][i])
+
+    def tape(self, i: int) -> float:
+        """Size in bytes of the tape of step i."""
+        u = self._uniform["tape_bytes"]
+        return u if u is not None else float(self._arrays["tape_bytes"][i])
+
+    @property
+    def is_uniform(self) -> bool:
+        """True when every field was given as a single number."""
+        return all(v is not None for v in self._uniform.values())
+
+    # -- JSON -----------------------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        """The JSON document of this chain (uniform fields stay single numbers)."""
+        doc = {"format": "revolve-chain", "version": 1, "n_steps": self.n_steps}
+        for name in _FIELDS:
+            u = self._uniform[name]
+            doc[name] = u if u is not None else self._arrays[name].tolist()
+        return doc
+
+    def to_json(self) -> str:
+        """The chain as a JSON string."""
+        return json.dumps(self.to_dict())
+
+    @classmethod
+    def from_json(cls, source: str | bytes | dict | os.PathLike) -> "Chain":
+        """Build a chain from a JSON string, a parsed dict, or a path to a JSON file.
+
+        Raises:
+            ValueError: the document is not a revolve-chain document or a field is invalid.
+        """
+        where = "revolve.Chain.from_json"
+        if isinstance(source, os.PathLike) or (isinstance(source, str) and not source.lstrip().startswith("{")):
+            try:
+                with open(source, encoding="utf-8") as f:
+                    source = f.read()
+            except OSError as e:
+                raise ValueError(f"{where}: cannot read chain file {os.fspath(source)!r}: {e.strerror}") from None
+        if isinstance(source, (str, bytes)):
+            try:
+                source = json.loads(source)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{where}: not valid JSON ({e})") from None
+        if not isinstance(source, dict):
+            raise ValueError(f"{where}: a chain document must be a JSON object, got {type(source).__name__}")
+        if source.get("format") != "revolve-chain":
+            raise ValueError(f"{where}: 'format' must be 'revolve-chain', got {source.get('format')!r}")
+        if source.get("version") != 1:
+            raise ValueError(f"{where}: unsupported version {source.get('version')!r}; this revolve reads version 1")
+        missing = [k for k in _FIELDS if k not in source]
+        if missing:
+            raise ValueError(f"{where}: missing field(s) {missing}")
+        return cls(n_steps=source.get("n_steps"), **{k: source[k] for k in _FIELDS})
+
+    def __eq__(self, other) -> bool:
+        if not isinstance(other, Chain):
+            return NotImplemented
+        return self.n_steps == other.n_steps and all(
+            np.array_equal(self.values(k), other.values(k)) for k in _FIELDS
+        )
+
+    __hash__ = None  # mutable-free but array-valued; equality is by value
+
+    def __repr__(self) -> str:
+        parts = []
+        for name in _FIELDS:
+            u = self._uniform[name]
+            parts.append(f"{name}={u!r}" if u is not None else f"{name}=[{len(self._arrays[name])} values]")
+        return f"Chain(n_steps={self.n_steps}, {', '.join(parts)})"

@@ -1,0 +1,250 @@
+"""The simulator: replays any schedule, rejects an invalid one, and reports its cost.
+
+It is the oracle of every planner test: whatever a planner claims, the simulator measures.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from itertools import accumulate
+from typing import Iterable
+
+from .actions import Advance, Discard, Record, Restore, Reverse, Snapshot
+from .chain import Chain
+from .errors import ScheduleError
+from .schedule import Schedule
+
+__all__ = ["simulate", "SimulationStats"]
+
+
+@dataclass(frozen=True)
+class SimulationStats:
+    """What a schedule costs.
+
+    Attributes:
+        n_steps: steps in the schedule.
+        actions: number of actions.
+        advances: steps evaluated without taping (``Advance(a, b)`` counts b - a).
+        records: steps evaluated with taping (n for a valid schedule).
+        forward_evaluations: advances + records.
+        recomputation_ratio: forward_evaluations / n_steps (1.0 means no step is evaluated twice).
+        snapshot_writes: number of ``Snapshot`` actions.
+        restores: number of ``Restore`` actions.
+        peak_snapshots: most states stored at once.
+        peak_tapes: most tapes live at once.
+        peak_snapshots_by_storage: storage level -> most states stored there at once.
+        time: total time under the chain's costs (forward costs of advances and records plus backward
+            costs), or None without a chain.
+        peak_memory: most bytes held at once (stored states + live tapes), or None without a chain.
+        peak_bytes_by_storage: storage level -> most bytes of states stored there at once ("tape" for
+            tapes), or None without a chain.
+    """
+
+    n_steps: int
+    actions: int
+    advances: int
+    records: int
+    forward_evaluations: int
+    recomputation_ratio: float
+    snapshot_writes: int
+    restores: int
+    peak_snapshots: int
+    peak_tapes: int
+    peak_snapshots_by_storage: dict = field(default_factory=dict)
+    time: float | None = None
+    peak_memory: float | None = None
+    peak_bytes_by_storage: dict | None = None
+
+    def __str__(self) -> str:
+        rows = [
+            ("steps", f"{self.n_steps:,}"),
+            ("actions", f"{self.actions:,}"),
+            ("advances (recomputed steps)", f"{self.advances:,}"),
+            ("forward evaluations", f"{self.forward_evaluations:,}"),
+            ("recomputation ratio", f"{self.recomputation_ratio:.4f}"),
+            ("snapshot writes", f"{self.snapshot_writes:,}"),
+            ("peak snapshots", f"{self.peak_snapshots:,}"),
+            ("peak live tapes", f"{self.peak_tapes:,}"),
+        ]
+        if len(self.peak_snapshots_by_storage) > 1:
+            for level, k in sorted(self.peak_snapshots_by_storage.items()):
+                rows.append((f"peak snapshots in {level}", f"{k:,}"))
+        if self.time is not None:
+            rows.append(("time (chain units)", f"{self.time:,.6g}"))
+        if self.peak_memory is not None:
+            from .units import format_bytes
+
+            rows.append(("peak memory", format_bytes(self.peak_memory)))
+        width = max(len(k) for k, _ in rows)
+        return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+
+
+def _stored_list(stored: dict) -> str:
+    keys = sorted(stored)
+    shown = ", ".join(map(str, keys[:8])) + (", ..." if len(keys) > 8 else "")
+    return f"[{shown}]"
+
+
+def simulate(schedule: Schedule | Iterable, chain: Chain | None = None, *, n_steps: int | None = None) -> SimulationStats:
+    """Replay ``schedule``, check every rule of NOTE [ Schedule invariants ], and return its cost.
+
+    Arguments:
+        schedule: a ``Schedule`` (or any iterable of actions together with ``n_steps``).
+        chain: costs and sizes; without it ``time`` and the memory fields are None.
+        n_steps: the number of steps, for a plain iterable of actions.
+
+    Returns:
+        ``SimulationStats``.
+
+    Raises:
+        ScheduleError: the first action that breaks a rule, with its index, the action and the rule.
+        ValueError: the chain's n_steps differs from the schedule's.
+
+    Example:
+        >>> from revolve import binomial, simulate
+        >>> simulate(binomial(10, snapshots=3)).advances
+        18
+    """
+    where = "revolve.simulate"
+    if isinstance(schedule, Schedule):
+        n = schedule.n_steps
+    elif n_steps is None:
+        raise TypeError(f"{where}: schedule must be a revolve.Schedule, or pass n_steps= with a plain iterable of actions")
+    else:
+        n = n_steps
+    if chain is not None:
+        if not isinstance(chain, Chain):
+            raise TypeError(f"{where}: chain must be a revolve.Chain, got {type(chain).__name__}")
+        if chain.n_steps != n:
+            raise ValueError(f"{where}: the chain has n_steps={chain.n_steps} but the schedule has n_steps={n}")
+        F = [0.0, *accumulate(chain.values("forward_cost").tolist())]  # prefix sums: cost of steps a..b-1
+        B = chain.values("backward_cost").tolist()
+        S = chain.values("state_bytes").tolist()
+        T = chain.values("tape_bytes").tolist()
+    cur = 0  # working state index; -1 when unknown
+    adj = n  # the adjoint of x_adj is known; the next reverse must be step adj - 1
+    stored: dict[int, str] = {}
+    tapes: set[int] = set()
+    per_level: dict[str, int] = {}
+    peak_level: dict[str, int] = {}
+    bytes_level: dict[str, float] = {}
+    peak_bytes_level: dict[str, float] = {}
+    advances = records = writes = restores = 0
+    peak_snap = peak_tape = 0
+    time = 0.0
+    mem = peak_mem = tape_mem = peak_tape_mem = 0.0
+    has_chain = chain is not None
+    k = -1
+    for k, act in enumerate(schedule):
+        cls = act.__class__
+        if cls is Advance:
+            a, b = act.start, act.stop
+            if a != cur:
+                raise ScheduleError(k, act, f"the working state is {_state(cur)}, not x_{a}")
+            if not (a < b <= n):
+                raise ScheduleError(k, act, f"stop must satisfy start < stop <= n_steps = {n}")
+            advances += b - a
+            if has_chain:
+                time += F[b] - F[a]
+            cur = b
+        elif cls is Record:
+            i = act.step
+            if i != cur:
+                raise ScheduleError(k, act, f"the working state is {_state(cur)}, not x_{i}")
+            if i >= adj:
+                raise ScheduleError(k, act, f"step {i} was already reversed")
+            if i in tapes:
+                raise ScheduleError(k, act, f"the tape of step {i} is already live")
+            tapes.add(i)
+            records += 1
+            cur = i + 1
+            if len(tapes) > peak_tape:
+                peak_tape = len(tapes)
+            if has_chain:
+                time += F[i + 1] - F[i]
+                mem += T[i]
+                tape_mem += T[i]
+                if mem > peak_mem:
+                    peak_mem = mem
+                if tape_mem > peak_tape_mem:
+                    peak_tape_mem = tape_mem
+        elif cls is Reverse:
+            i = act.step
+            if i != adj - 1:
+                expected = f"step {adj - 1}" if adj > 0 else "no step (all are reversed)"
+                raise ScheduleError(k, act, f"steps reverse in order n-1, ..., 0; the next to reverse is {expected}")
+            if i not in tapes:
+                raise ScheduleError(k, act, f"the tape of step {i} is not live (Record({i}) must come first)")
+            tapes.remove(i)
+            adj = i
+            if has_chain:
+                time += B[i]
+                mem -= T[i]
+                tape_mem -= T[i]
+        elif cls is Restore:
+            i = act.index
+            if i not in stored:
+                raise ScheduleError(k, act, f"x_{i} is not stored (stored: {_stored_list(stored)})")
+            restores += 1
+            cur = i
+        elif cls is Snapshot:
+            i = act.index
+            if i != cur:
+                raise ScheduleError(k, act, f"the working state is {_state(cur)}, not x_{i}")
+            if i in stored:
+                raise ScheduleError(k, act, f"x_{i} is already stored (in {stored[i]!r})")
+            level = act.storage
+            stored[i] = level
+            writes += 1
+            if len(stored) > peak_snap:
+                peak_snap = len(stored)
+            c = per_level.get(level, 0) + 1
+            per_level[level] = c
+            if c > peak_level.get(level, 0):
+                peak_level[level] = c
+            if has_chain:
+                mem += S[i]
+                if mem > peak_mem:
+                    peak_mem = mem
+                bl = bytes_level.get(level, 0.0) + S[i]
+                bytes_level[level] = bl
+                if bl > peak_bytes_level.get(level, 0.0):
+                    peak_bytes_level[level] = bl
+        elif cls is Discard:
+            i = act.index
+            level = stored.pop(i, None)
+            if level is None:
+                raise ScheduleError(k, act, f"x_{i} is not stored (stored: {_stored_list(stored)})")
+            per_level[level] -= 1
+            if has_chain:
+                mem -= S[i]
+                bytes_level[level] -= S[i]
+        else:
+            raise ScheduleError(k, act, "not a revolve action (Advance, Snapshot, Restore, Discard, Record, Reverse)")
+    if adj != 0:
+        raise ScheduleError(k + 1, None, f"steps 0..{adj - 1} were never reversed", where=where)
+    evals = advances + records
+    peak_bytes = None
+    if has_chain:
+        peak_bytes = dict(peak_bytes_level)
+        peak_bytes["tape"] = peak_tape_mem
+    return SimulationStats(
+        n_steps=n,
+        actions=k + 1,
+        advances=advances,
+        records=records,
+        forward_evaluations=evals,
+        recomputation_ratio=evals / n,
+        snapshot_writes=writes,
+        restores=restores,
+        peak_snapshots=peak_snap,
+        peak_tapes=peak_tape,
+        peak_snapshots_by_storage=dict(peak_level),
+        time=time if has_chain else None,
+        peak_memory=peak_mem if has_chain else None,
+        peak_bytes_by_storage=peak_bytes,
+    )
+
+
+def _state(cur: int) -> str:
+    return f"x_{cur}" if cur >= 0 else "unknown"

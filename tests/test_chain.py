@@ -1,0 +1,62 @@
+import math
+
+import numpy as np
+import pytest
+
+from revolve import Chain
+
+
+def test_uniform_and_sequences():
+    c = Chain(forward_cost=1, backward_cost=[1, 2, 3], state_bytes=8, tape_bytes=[1, 2, 3])
+    assert c.n_steps == 3
+    assert c.values("state_bytes").tolist() == [8.0] * 4
+    assert c.backward(2) == 3.0 and c.state(3) == 8.0
+    assert not c.is_uniform
+
+
+def test_json_round_trip(tmp_path):
+    c = Chain(forward_cost=[1.5, 2], backward_cost=3, state_bytes=[1, 2, 3], tape_bytes=[4, 5])
+    assert Chain.from_json(c.to_json()) == c
+    p = tmp_path / "c.json"
+    p.write_text(c.to_json())
+    assert Chain.from_json(str(p)) == c
+    assert Chain.from_json(p) == c
+
+
+@pytest.mark.parametrize(
+    "kw,exc,msg",
+    [
+        (dict(forward_cost=-1), ValueError, "forward_cost must be finite and >= 0, got -1"),
+        (dict(backward_cost=math.inf), ValueError, "backward_cost must be finite"),
+        (dict(state_bytes=[1, math.nan, 1, 1]), ValueError, r"state_bytes\[1\] must be finite"),
+        (dict(tape_bytes=[1, -2, 3]), ValueError, r"tape_bytes\[1\] must be finite and >= 0, got -2"),
+        (dict(tape_bytes="big"), TypeError, "tape_bytes must be a number or a sequence"),
+        (dict(tape_bytes=True), TypeError, "tape_bytes must be a number"),
+        (dict(tape_bytes=[1, 2]), ValueError, "lengths disagree"),
+        (dict(state_bytes=[1, 2, 3]), ValueError, "state_bytes needs n \\+ 1"),
+        (dict(n_steps=0), ValueError, "n_steps must be >= 1"),
+        (dict(n_steps=2.0), TypeError, "n_steps must be an integer"),
+    ],
+)
+def test_validation(kw, exc, msg):
+    base = dict(forward_cost=1, backward_cost=1, state_bytes=[1, 1, 1, 1], tape_bytes=[1, 1, 1])
+    base.update(kw)
+    with pytest.raises(exc, match=msg):
+        Chain(**base)
+
+
+def test_uniform_needs_n_steps():
+    with pytest.raises(ValueError, match="n_steps is required"):
+        Chain(forward_cost=1, backward_cost=1, state_bytes=1, tape_bytes=1)
+
+
+@pytest.mark.parametrize("doc,msg", [("{", "not valid JSON"), ('{"format": "x"}', "'format' must be 'revolve-chain'"),
+                                     ('{"format": "revolve-chain", "version": 1}', "missing field")])
+def test_bad_documents(doc, msg):
+    with pytest.raises(ValueError, match=msg):
+        Chain.from_json(doc)
+
+
+def test_numpy_inputs():
+    c = Chain(forward_cost=np.ones(4), backward_cost=np.float32(2), state_bytes=np.arange(5), tape_bytes=np.arange(4))
+    assert c.n_steps == 4 and c.tape(3) == 3.0

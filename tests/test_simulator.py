@@ -1,0 +1,140 @@
+import pytest
+from hypothesis import given, strategies as st
+
+from revolve import (
+    Advance, Chain, Discard, Record, Restore, Reverse, Schedule, ScheduleError, Snapshot, binomial, simulate,
+)
+
+
+def run(actions, n):
+    return simulate(Schedule.from_actions(actions, n_steps=n))
+
+
+def broken(actions, n, index, rule):
+    with pytest.raises(ScheduleError) as info:
+        run(actions, n)
+    err = info.value
+    assert err.index == index
+    assert rule in err.rule
+    assert f"#{index}" in str(err) or err.action is None
+    if index < len(actions):
+        assert err.action == actions[index]
+    return err
+
+
+OK3 = [Record(0), Record(1), Record(2), Reverse(2), Reverse(1), Reverse(0)]
+
+
+def test_valid_store_all():
+    stats = run(OK3, 3)
+    assert stats.records == 3 and stats.peak_tapes == 3 and stats.advances == 0
+
+
+def test_advance_from_wrong_state():
+    broken([Advance(1, 2)], 3, 0, "working state is x_0, not x_1")
+
+
+@pytest.mark.parametrize("act", [Advance(0, 0), Advance(0, 4)])
+def test_advance_bad_range(act):
+    broken([act], 3, 0, "start < stop <= n_steps = 3")
+
+
+def test_snapshot_of_wrong_state():
+    broken([Advance(0, 1), Snapshot(0)], 3, 1, "working state is x_1, not x_0")
+
+
+def test_snapshot_twice():
+    broken([Snapshot(0), Snapshot(0)], 3, 1, "already stored")
+
+
+def test_restore_not_stored():
+    broken([Snapshot(0), Restore(1)], 3, 1, "x_1 is not stored (stored: [0])")
+
+
+def test_discard_not_stored():
+    broken([Discard(0)], 3, 0, "x_0 is not stored")
+
+
+def test_record_wrong_state():
+    broken([Record(1)], 3, 0, "working state is x_0, not x_1")
+
+
+def test_record_already_reversed():
+    acts = [Snapshot(0), Advance(0, 2), Record(2), Reverse(2), Restore(0), Advance(0, 2), Record(2)]
+    broken(acts, 3, 6, "step 2 was already reversed")
+
+
+def test_record_tape_already_live():
+    acts = [Snapshot(0), Record(0), Restore(0), Record(0)]
+    broken(acts, 3, 3, "tape of step 0 is already live")
+
+
+def test_reverse_out_of_order():
+    broken([Record(0), Record(1), Record(2), Reverse(1)], 3, 3, "the next to reverse is step 2")
+
+
+def test_reverse_without_tape():
+    broken([Advance(0, 3), Reverse(2)], 3, 1, "tape of step 2 is not live")
+
+
+def test_reverse_after_all_done():
+    acts = [Record(0), Reverse(0), Reverse(0)]
+    broken(acts, 1, 2, "no step (all are reversed)")
+
+
+def test_unfinished_schedule():
+    err = broken([Record(0), Record(1), Reverse(1)], 2, 3, "steps 0..0 were never reversed")
+    assert err.action is None
+
+
+def test_not_an_action():
+    broken([("advance", 0, 1)], 3, 0, "not a revolve action")
+
+
+def test_chain_length_must_match():
+    chain = Chain(forward_cost=1, backward_cost=1, state_bytes=1, tape_bytes=1, n_steps=4)
+    with pytest.raises(ValueError, match="n_steps=4 but the schedule has n_steps=3"):
+        simulate(Schedule.from_actions(OK3, n_steps=3), chain)
+
+
+def test_time_and_memory_by_hand():
+    chain = Chain(forward_cost=[1, 10, 100], backward_cost=[2, 20, 200], state_bytes=[1, 2, 4, 8], tape_bytes=[16, 32, 64])
+    acts = [Snapshot(0), Advance(0, 2), Record(2), Reverse(2), Restore(0), Record(0), Record(1), Reverse(1), Reverse(0), Discard(0)]
+    stats = simulate(Schedule.from_actions(acts, n_steps=3), chain)
+    assert stats.time == (1 + 10) + 100 + 200 + 1 + 10 + 20 + 2
+    # x_0 stored with the tape of step 2 (1 + 64) beats x_0 with tapes 0 and 1 (1 + 16 + 32)
+    assert stats.peak_memory == 1 + 64
+    assert stats.peak_bytes_by_storage == {"ram": 1, "tape": 64}
+    assert stats.advances == 2 and stats.forward_evaluations == 5
+
+
+def test_peaks_per_storage_level():
+    chain = Chain(forward_cost=1, backward_cost=1, state_bytes=10, tape_bytes=1, n_steps=3)
+    acts = [Snapshot(0, "disk"), Advance(0, 1), Snapshot(1, "ram"), Advance(1, 2), Record(2), Reverse(2),
+            Restore(1), Record(1), Reverse(1), Discard(1), Restore(0), Record(0), Reverse(0)]
+    stats = simulate(Schedule.from_actions(acts, n_steps=3), chain)
+    assert stats.peak_snapshots_by_storage == {"disk": 1, "ram": 1}
+    assert stats.peak_bytes_by_storage["disk"] == 10 and stats.peak_bytes_by_storage["ram"] == 10
+    assert stats.peak_memory == 21
+
+
+def test_plain_iterable_needs_n_steps():
+    with pytest.raises(TypeError, match="pass n_steps="):
+        simulate(iter(OK3))
+    assert simulate(iter(OK3), n_steps=3).records == 3
+
+
+@given(n=st.integers(1, 60), s=st.integers(1, 8), data=st.data())
+def test_mutations_of_valid_schedules_are_caught(n, s, data):
+    """Dropping one action from a valid binomial schedule is either still valid or caught at/after it."""
+    acts = list(binomial(n, snapshots=s))
+    k = data.draw(st.integers(0, len(acts) - 1))
+    mutated = acts[:k] + acts[k + 1:]
+    try:
+        stats = run(mutated, n)
+    except ScheduleError as e:
+        assert e.index >= k
+    else:
+        # only dropping a Discard (or the final one) keeps a schedule valid
+        assert isinstance(acts[k], Discard), acts[k]
+        assert stats.records == n
