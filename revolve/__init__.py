@@ -9,6 +9,7 @@ from .actions import Action, Advance, Discard, Record, Restore, Reverse, Snapsho
 from .baselines import periodic, store_all
 from .binomial import beta, binomial, binomial_cost, min_snapshots, repetition_number
 from .chain import Chain
+from .optimal import Frontier, FrontierPoint, frontier, min_memory, optimal
 from .errors import InfeasibleBudget, RevolveInternalError, ScheduleError
 from .schedule import Schedule
 from .simulator import SimulationStats, simulate
@@ -20,7 +21,7 @@ __all__ = [
     "Action", "Advance", "Snapshot", "Restore", "Discard", "Record", "Reverse", "action_from_json",
     "Schedule", "Chain", "simulate", "SimulationStats",
     "binomial", "binomial_cost", "repetition_number", "min_snapshots", "beta",
-    "store_all", "periodic",
+    "store_all", "periodic", "optimal", "frontier", "min_memory", "Frontier", "FrontierPoint",
     "ScheduleError", "InfeasibleBudget", "RevolveInternalError",
     "parse_bytes", "format_bytes",
 ]

@@ -33,3 +33,58 @@ def brute_force_writes(n_max: int, s_max: int, T: np.ndarray) -> np.ndarray:
             # x_j is written unless the right part is one step, recorded straight from the working state
             W[n, s] = np.min((n - j[ok] > 1) + W[n - j[ok], s - 1] + W[j[ok], s])
     return W
+
+
+def exhaustive_optimum(F, B, S, T, memory):
+    """Least total time of any valid schedule whose held bytes never exceed ``memory``: Dijkstra over states.
+
+    A state is (working state, stored states, live tapes, next step to reverse). Moves are every action of
+    the vocabulary (any Advance length), with the chain's costs; Snapshot, Restore and Discard are free.
+    Returns (time, peak-feasible) or (inf, None) when no schedule fits. Independent of the planner code.
+    """
+    import heapq
+
+    n = len(F)
+    pre = [0.0]
+    for f in F:
+        pre.append(pre[-1] + f)
+    start = (0, frozenset(), frozenset(), n)
+    dist = {start: 0.0}
+    heap = [(0.0, 0, start)]
+    tick = 0
+
+    def held(stored, tapes):
+        return sum(S[i] for i in stored) + sum(T[i] for i in tapes)
+
+    while heap:
+        d, _, state = heapq.heappop(heap)
+        if d > dist.get(state, np.inf):
+            continue
+        cur, stored, tapes, adj = state
+        if adj == 0:
+            return d
+        moves = []
+        if cur is not None:
+            for b in range(cur + 1, n + 1):
+                moves.append((pre[b] - pre[cur], (b, stored, tapes, adj)))
+            if cur not in stored and cur <= n:
+                ns = stored | {cur}
+                if held(ns, tapes) <= memory:
+                    moves.append((0.0, (cur, ns, tapes, adj)))
+            if cur < adj and cur < n and cur not in tapes:
+                nt = tapes | {cur}
+                if held(stored, nt) <= memory:
+                    moves.append((F[cur], (cur + 1, stored, nt, adj)))
+        for i in stored:
+            if i != cur:
+                moves.append((0.0, (i, stored, tapes, adj)))
+            moves.append((0.0, (cur, stored - {i}, tapes, adj)))
+        if adj - 1 in tapes:
+            moves.append((B[adj - 1], (cur, stored, tapes - {adj - 1}, adj - 1)))
+        for cost, ns in moves:
+            nd = d + cost
+            if nd < dist.get(ns, np.inf):
+                dist[ns] = nd
+                tick += 1
+                heapq.heappush(heap, (nd, tick, ns))
+    return np.inf

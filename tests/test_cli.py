@@ -62,3 +62,32 @@ def test_python_dash_m():
     out = subprocess.run([sys.executable, "-m", "revolve", "cost", "--steps", "1000", "--snapshots", "10"],
                          capture_output=True, text=True, check=True)
     assert "3636" in out.stdout
+
+
+def test_plan_optimal_and_frontier(tmp_path, capsys):
+    chain = tmp_path / "c.json"
+    chain.write_text(Chain(forward_cost=[1, 3, 1, 3, 1, 3], backward_cost=2, state_bytes=2**20,
+                           tape_bytes=[2**22, 2**21] * 3).to_json())
+    assert main(["plan", "optimal", "--chain", str(chain), "--memory", "10MiB", "--json", str(tmp_path / "o.json")]) == 0
+    out = capsys.readouterr().out
+    assert "peak memory" in out
+    assert main(["simulate", str(tmp_path / "o.json"), "--chain", str(chain)]) == 0
+    peak_line = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("peak memory")][0]
+    assert float(peak_line.split()[-2]) <= 10.0
+    assert main(["frontier", "--chain", str(chain), "--csv", str(tmp_path / "f.csv")]) == 0
+    assert (tmp_path / "f.csv").read_text().startswith("memory_bytes,time")
+
+
+def test_plan_optimal_infeasible_names_minimum(tmp_path, capsys):
+    chain = tmp_path / "c.json"
+    chain.write_text(Chain(forward_cost=1, backward_cost=1, state_bytes=1024, tape_bytes=4096, n_steps=4).to_json())
+    assert main(["plan", "optimal", "--chain", str(chain), "--memory", "1KiB"]) == 2
+    err = capsys.readouterr().err
+    assert "smallest budget with which one exists is 5120 bytes" in err and err.count("\n") == 1
+
+
+def test_bad_memory_unit(tmp_path, capsys):
+    chain = tmp_path / "c.json"
+    chain.write_text(Chain(forward_cost=1, backward_cost=1, state_bytes=1, tape_bytes=1, n_steps=2).to_json())
+    assert main(["plan", "optimal", "--chain", str(chain), "--memory", "12 parsecs"]) == 2
+    assert "--memory must be a size like '512MiB'" in capsys.readouterr().err

@@ -1,0 +1,430 @@
+"""Time-optimal schedules for heterogeneous chains under a memory budget in bytes.
+
+The dynamic program of Beaumont, Eyraud-Dubois, Herrmann, Joly and Shilova (rotor), mapped onto revolve's
+actions and memory model (NOTE [ Schedule invariants ] 8: stored states plus live tapes). Two families
+of sub-problems, both reversing steps i..k-1 with m memory units available:
+
+  E(i, k, m): x_i is stored (its bytes are part of m) and is the working state.
+  W(i, k, m): x_i is the working state but is not stored.
+
+  D(i, k, m) = F_i + B_i + W(i+1, k, m - t_i)                 record step i, keep its tape, go on
+  E(i, k, m) = min( D(i, k, m),                                discard x_i first (it is never needed again)
+                    min_{i<j<k} F_{i..j-1} + W(j, k, m - s_i) + E(i, j, m) )
+                                                               advance to x_j, reverse [j, k), restore x_i
+  W(i, k, m) = E(i, k, m) if m >= s_i (snapshot x_i) else D(i, k, m);   W(k, k, m) = 0
+
+Sizes are rounded *up* to whole memory units of ``memory / slots`` bytes, so every schedule the DP
+returns fits the budget when simulated with the true sizes (conservative discretization). Rounding the
+sizes *down* instead relaxes the problem: that DP's time is a lower bound on the true optimum, and the
+difference between the two is reported as the discretization loss.
+
+References:
+    O. Beaumont, L. Eyraud-Dubois, J. Herrmann, A. Joly, A. Shilova. Optimal checkpointing for
+    heterogeneous chains: how to train deep neural networks with limited memory. ACM TOMS 2024;
+    arXiv:1911.13214. doi:10.1145/3640476
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import warnings
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+
+from ._check import check_int, check_real
+from .actions import Action, Advance, Discard, Record, Restore, Reverse, Snapshot
+from .chain import Chain
+from .errors import InfeasibleBudget, RevolveInternalError
+from .schedule import Schedule
+
+__all__ = ["optimal", "frontier", "min_memory", "Frontier", "FrontierPoint"]
+
+DEFAULT_SLOTS = 500
+_MAX_WORK = 4e10  # element operations: about a minute of numpy on one core
+_MAX_TABLE_BYTES = 6 * 2**30
+
+
+@dataclass
+class _Tables:
+    """The DP's results for one discretization: E's choice per (i, k, m) and W(0, n, m) for every m."""
+
+    n: int
+    units_s: np.ndarray  # state sizes in memory units
+    units_t: np.ndarray  # tape sizes in memory units
+    choice: np.ndarray  # [i, k, m]: -1 infeasible, 0 record step i, j > i advance to x_j
+    top: np.ndarray  # W(0, n, m) for m = 0..slots (inf where infeasible)
+
+
+def _check_chain(where: str, chain) -> Chain:
+    if not isinstance(chain, Chain):
+        raise TypeError(f"{where}: chain must be a revolve.Chain, got {type(chain).__name__}")
+    return chain
+
+
+def _check_size(where: str, n: int, slots: int) -> None:
+    work = n**3 / 6 * (slots + 1)
+    table = 2 * (n + 1) ** 2 * (slots + 1) * 8 + (n + 1) ** 2 * (slots + 1) * 2
+    if work > _MAX_WORK or table > _MAX_TABLE_BYTES:
+        raise ValueError(
+            f"{where}: a chain of {n} steps with slots={slots} needs about {work:.1e} operations and "
+            f"{table / 2**30:.1f} GiB of tables; lower slots, group steps into fewer stages, or use "
+            f"revolve.binomial for uniform chains (it plans any length in O(1) memory)"
+        )
+
+
+def _solve(F: np.ndarray, B: np.ndarray, s_units: np.ndarray, t_units: np.ndarray, slots: int) -> _Tables:
+    """Fill the DP over memory units 0..slots (vectorized over m and over the split point j)."""
+    n = len(F)
+    M = slots + 1
+    inf = np.inf
+    Fpre = np.concatenate(([0.0], np.cumsum(F)))
+    # E3[i, k, m] and W3[k, i, m]: laid out so that the slices over the split point j are contiguous
+    E3 = np.full((n + 1, n + 1, M), inf)
+    W3 = np.full((n + 1, n + 1, M), inf)
+    choice = np.full((n + 1, n + 1, M), -1, dtype=np.int16 if n < 2**15 else np.int32)
+    for k in range(n + 1):
+        W3[k, k, :] = 0.0
+    for length in range(1, n + 1):
+        for i in range(0, n - length + 1):
+            k = i + length
+            si, ti = int(s_units[i]), int(t_units[i])
+            # D(i, k, m) = F_i + B_i + W(i+1, k, m - t_i) for m >= t_i
+            D = np.full(M, inf)
+            if ti < M:
+                D[ti:] = F[i] + B[i] + W3[k, i + 1, : M - ti]
+            if si < M:
+                Ei = D[si:].copy()
+                ch = np.where(np.isfinite(Ei), 0, -1).astype(choice.dtype)
+                if length >= 2:
+                    # cand[j, m] = F_{i..j-1} + W(j, k, m - s_i) + E(i, j, m), m = s_i..slots
+                    cand = (Fpre[i + 1 : k] - Fpre[i])[:, None] + W3[k, i + 1 : k, : M - si] + E3[i, i + 1 : k, si:]
+                    arg = np.argmin(cand, axis=0)
+                    best = cand[arg, np.arange(M - si)]
+                    better = best < Ei  # prefer recording when tied: fewer snapshots
+                    Ei[better] = best[better]
+                    ch[better] = (arg[better] + i + 1).astype(choice.dtype)
+                E3[i, k, si:] = Ei
+                choice[i, k, si:] = ch
+                W3[k, i, si:] = Ei
+                W3[k, i, :si] = D[:si]
+            else:
+                W3[k, i, :] = D
+    return _Tables(n=n, units_s=s_units, units_t=t_units, choice=choice, top=W3[n, 0, :].copy())
+
+
+def _rebuild(n: int, m0: int, choose, s_u, t_u) -> list[Action]:
+    """Rebuild a schedule from the DP's decisions, iteratively (no recursion limit).
+
+    ``choose(i, k, m, stored)`` returns 0 to record step i now, or j > i to advance to x_j first;
+    ``stored`` says whether x_i is stored (an E sub-problem) or only the working state (a W one).
+    Items are processed in output order, so ``cur`` always is the working state.
+    """
+    out: list[Action] = []
+    cur = 0
+    stack: list[tuple] = [("W", 0, n, m0)]
+    while stack:
+        item = stack.pop()
+        if item[0] == "rev":
+            out.append(Reverse(item[1]))
+            continue
+        kind, i, k, m = item
+        if i == k:
+            continue
+        if m < 0:
+            raise RevolveInternalError(f"optimal: negative memory at ({kind}, {i}, {k})")
+        c = choose(i, k, m, kind == "E")
+        if kind == "W" and c > 0:
+            out.append(Snapshot(i))  # x_i is needed again after the part beyond x_c
+            kind = "E"
+        if kind == "E" and cur != i:
+            out.append(Restore(i))  # a left part, after its right part moved the working state on
+            cur = i
+        if c == 0:  # record step i now; x_i is never needed again, so free it before the tape grows
+            if kind == "E":
+                out.append(Discard(i))
+            out.append(Record(i))
+            cur = i + 1
+            stack.append(("rev", i))
+            stack.append(("W", i + 1, k, m - int(t_u[i])))
+        else:  # advance to x_c, reverse [c, k) keeping x_i stored, then reverse [i, c) from x_i
+            out.append(Advance(i, c))
+            cur = c
+            stack.append(("E", i, c, m))
+            stack.append(("W", c, k, m - int(s_u[i])))
+    return out
+
+
+def _actions(tables: _Tables, m: int) -> list[Action]:
+    """The schedule for W(0, n, m) from the DP's choice table."""
+    s_u, choice = tables.units_s, tables.choice
+
+    def choose(i, k, mm, stored):
+        if mm < s_u[i]:
+            return 0  # x_i cannot be stored: record it now
+        c = int(choice[i, k, mm])
+        if c < 0:
+            raise RevolveInternalError(f"optimal: no feasible choice at ({i}, {k}, {mm})")
+        return c
+
+    return _rebuild(tables.n, m, choose, s_u, tables.units_t)
+
+
+def _units(sizes: np.ndarray, unit: float, *, up: bool) -> np.ndarray:
+    q = sizes / unit
+    # a relative slack keeps sizes that are exact multiples of the unit from rounding up by float noise
+    q = np.ceil(q * (1 - 1e-12)) if up else np.floor(q * (1 + 1e-12))
+    return np.maximum(q, 0).astype(np.int64)
+
+
+def _min_memory_choice(chain: Chain) -> tuple[float, dict]:
+    """The least peak memory (exact bytes) of any schedule in the DP's class, with the choices that reach it."""
+    n = chain.n_steps
+    S = chain.values("state_bytes")
+    T = chain.values("tape_bytes")
+    W = np.full((n + 1, n + 1), np.inf)
+    E = np.full((n + 1, n + 1), np.inf)
+    ch: dict[tuple[int, int], int] = {}
+    for k in range(n + 1):
+        W[k, k] = 0.0
+    for length in range(1, n + 1):
+        for i in range(0, n - length + 1):
+            k = i + length
+            D = T[i] + W[i + 1, k]
+            best, c = max(S[i], D), 0
+            if length >= 2:
+                js = np.arange(i + 1, k)
+                cand = np.maximum(S[i] + W[js, k], E[i, js])
+                a = int(np.argmin(cand))
+                if cand[a] < best:
+                    best, c = float(cand[a]), int(js[a])
+            E[i, k] = best
+            ch[(i, k)] = c
+            W[i, k] = min(best, D)
+            if D <= best:
+                ch[("W", i, k)] = 0
+    return float(W[0, n]), ch
+
+
+def min_memory(chain: Chain) -> float:
+    """The smallest budget in bytes with which ``revolve.optimal`` finds a schedule for ``chain``.
+
+    Example:
+        >>> from revolve import Chain
+        >>> min_memory(Chain(forward_cost=1, backward_cost=1, state_bytes=10, tape_bytes=100, n_steps=5))
+        110.0
+    """
+    return _min_memory_choice(_check_chain("revolve.min_memory", chain))[0]
+
+
+def _plan_tables(chain: Chain, unit: float, slots: int, *, up: bool) -> _Tables:
+    F = chain.values("forward_cost")
+    B = chain.values("backward_cost")
+    return _solve(F, B, _units(chain.values("state_bytes"), unit, up=up), _units(chain.values("tape_bytes"), unit, up=up), slots)
+
+
+def optimal(chain: Chain, *, memory: float, slots: int = DEFAULT_SLOTS, lower_bound: bool = True) -> Schedule:
+    """The fastest schedule whose peak memory (stored states + live tapes) is at most ``memory`` bytes.
+
+    Total time is the chain's forward cost of every advance and record plus the backward costs. Tapes may
+    be recorded during a sweep and held, so store-all, periodic and binomial schedules are all candidates.
+
+    Arguments:
+        chain: the steps' costs and sizes.
+        memory: the budget in bytes (> 0).
+        slots: memory units the budget is divided into (default 500). Sizes are rounded up to whole
+            units, so the result always fits; more slots waste less memory to rounding but the planning
+            time grows linearly with them (and as L^3 with the number of steps L).
+        lower_bound: also solve the relaxed problem (sizes rounded down) to report how much time the
+            rounding may cost (``schedule.params["discretization_loss"]``); doubles planning time.
+
+    Returns:
+        A ``Schedule`` (kind "optimal") whose params hold the budget, the slots, the predicted time and,
+        with ``lower_bound``, a lower bound on the optimal time and the discretization loss.
+
+    Raises:
+        InfeasibleBudget: no schedule fits; its ``minimum`` (and message) give the smallest budget that does.
+        ValueError, TypeError: a non-positive or non-finite budget, slots < 1, or a chain too large to plan.
+
+    Example:
+        >>> from revolve import Chain, simulate
+        >>> chain = Chain(forward_cost=[1, 5, 1, 5], backward_cost=2, state_bytes=[1, 8, 1, 8, 1], tape_bytes=[4, 16, 4, 16])
+        >>> s = optimal(chain, memory=30)
+        >>> simulate(s, chain).peak_memory <= 30
+        True
+
+    References:
+        Beaumont, Eyraud-Dubois, Herrmann, Joly, Shilova, ACM TOMS 2024, arXiv:1911.13214.
+    """
+    where = "revolve.optimal"
+    chain = _check_chain(where, chain)
+    memory = check_real(where, "memory", memory, positive=True)
+    slots = check_int(where, "slots", slots, minimum=1)
+    n = chain.n_steps
+    _check_size(where, n, slots)
+    need, _ = _min_memory_choice(chain)
+    if memory < need:
+        from .units import format_bytes
+
+        raise InfeasibleBudget(
+            f"{where}: no schedule fits in memory={memory:.0f} bytes ({format_bytes(memory)}); the smallest "
+            f"budget with which one exists is {need:.0f} bytes ({format_bytes(need)})",
+            budget=memory,
+            minimum=need,
+        )
+    params: dict = {"memory": memory, "slots": slots}
+    # Near the minimum, rounding sizes up can lose every plan: refine the units (while the work allows).
+    for refine in (1, 4, 16):
+        m = slots * refine
+        if refine > 1:
+            try:
+                _check_size(where, n, m)
+            except ValueError:
+                break
+        unit = memory / m
+        tables = _plan_tables(chain, unit, m, up=True)
+        predicted = float(tables.top[m])
+        if math.isfinite(predicted):
+            params["slots"] = m
+            break
+    if not math.isfinite(predicted):
+        # The budget fits a schedule but rounding sizes up to units lost it: use the minimal-memory plan.
+        warnings.warn(
+            f"{where}: memory={memory:.0f} is within rounding of the minimum {need:.0f}; returning the "
+            f"minimal-memory schedule, which may be slower than optimal (raise slots to refine)",
+            stacklevel=2,
+        )
+        actions = _min_memory_actions(chain)
+        params["predicted_time"] = None
+        return Schedule.from_actions(actions, n_steps=n, kind="optimal", params=params)
+    actions = _actions(tables, m)
+    params["predicted_time"] = predicted
+    if lower_bound:
+        relaxed = _plan_tables(chain, unit, m, up=False)
+        bound = float(relaxed.top[m])
+        params["lower_bound_time"] = bound
+        params["discretization_loss"] = max(0.0, predicted - bound)
+    return Schedule.from_actions(actions, n_steps=n, kind="optimal", params=params)
+
+
+def _min_memory_actions(chain: Chain) -> list[Action]:
+    """The schedule reaching ``min_memory(chain)`` (rebuilt from the exact min-memory recurrence)."""
+    n = chain.n_steps
+    _, ch = _min_memory_choice(chain)
+    zeros = np.zeros(n + 1, dtype=np.int64)
+
+    def choose(i, k, m, stored):
+        if not stored and ch.get(("W", i, k)) == 0:
+            return 0
+        return ch[(i, k)]
+
+    return _rebuild(n, 0, choose, zeros, zeros)
+
+
+@dataclass(frozen=True)
+class FrontierPoint:
+    """One Pareto-optimal plan: its simulated peak memory (bytes), its time, and the budget that yields it."""
+
+    memory: float
+    time: float
+    budget: float
+
+
+class Frontier:
+    """The Pareto frontier of (peak memory, time) of a chain, from one DP table.
+
+    Attributes:
+        points: Pareto-optimal plans, by increasing memory (decreasing time).
+        chain: the chain.
+        slots: memory units used.
+    """
+
+    def __init__(self, chain: Chain, points: list[FrontierPoint], slots: int, unit: float, tables: _Tables):
+        self.chain = chain
+        self.points = points
+        self.slots = slots
+        self._unit = unit
+        self._tables = tables
+
+    def schedule(self, memory: float) -> Schedule:
+        """The fastest schedule on this frontier whose peak is at most ``memory`` bytes."""
+        fits = [p for p in self.points if p.memory <= memory]
+        if not fits:
+            raise InfeasibleBudget(
+                f"revolve.Frontier.schedule: no plan on the frontier fits in {memory:.0f} bytes; the "
+                f"smallest is {self.points[0].memory:.0f}",
+                budget=memory,
+                minimum=self.points[0].memory,
+            )
+        p = fits[-1]
+        m = int(round(p.budget / self._unit))
+        return Schedule.from_actions(
+            _actions(self._tables, m), n_steps=self.chain.n_steps, kind="optimal",
+            params={"memory": p.budget, "slots": self.slots, "predicted_time": p.time},
+        )
+
+    def save_csv(self, path) -> None:
+        """Write ``memory_bytes,time,budget_bytes`` rows."""
+        with open(path, "w", newline="", encoding="utf-8") as f:
+            w = csv.writer(f)
+            w.writerow(["memory_bytes", "time", "budget_bytes"])
+            for p in self.points:
+                w.writerow([repr(p.memory), repr(p.time), repr(p.budget)])
+
+    def __len__(self) -> int:
+        return len(self.points)
+
+    def __iter__(self) -> Iterator[FrontierPoint]:
+        return iter(self.points)
+
+    def __str__(self) -> str:
+        from .units import format_bytes
+
+        lines = [f"{'peak memory':>14}  {'time':>14}", *(f"{format_bytes(p.memory):>14}  {p.time:>14.6g}" for p in self.points)]
+        return "\n".join(lines)
+
+
+def frontier(chain: Chain, *, slots: int = DEFAULT_SLOTS, max_memory: float | None = None) -> Frontier:
+    """The Pareto frontier of peak memory against time, across all budgets, from one DP table.
+
+    The budget range [0, max_memory] (default: the memory of store-all, which reaches the least time) is
+    divided into ``slots`` units; every budget's optimum is read from the same table, and each plan on
+    the frontier is simulated to report its true peak memory.
+
+    Example:
+        >>> from revolve import Chain
+        >>> f = frontier(Chain(forward_cost=1, backward_cost=1, state_bytes=1, tape_bytes=4, n_steps=8), slots=32)
+        >>> f.points[-1].time   # store-all: 8 forwards + 8 backwards
+        16.0
+    """
+    from .simulator import simulate
+
+    where = "revolve.frontier"
+    chain = _check_chain(where, chain)
+    slots = check_int(where, "slots", slots, minimum=1)
+    n = chain.n_steps
+    _check_size(where, n, slots)
+    if max_memory is None:
+        max_memory = float(chain.values("tape_bytes").sum())
+        max_memory = max(max_memory, _min_memory_choice(chain)[0])
+    max_memory = check_real(where, "max_memory", max_memory, positive=True)
+    unit = max_memory / slots
+    tables = _plan_tables(chain, unit, slots, up=True)
+    points: list[FrontierPoint] = []
+    last_time = np.inf
+    for m in range(slots + 1):
+        t = float(tables.top[m])
+        if t < last_time:
+            sched = Schedule.from_actions(_actions(tables, m), n_steps=n)
+            peak = simulate(sched, chain).peak_memory
+            points.append(FrontierPoint(memory=peak, time=t, budget=m * unit))
+            last_time = t
+    # keep the Pareto-optimal ones (a later budget's plan may happen to peak lower than an earlier one's)
+    points.sort(key=lambda p: (p.memory, p.time))
+    pareto: list[FrontierPoint] = []
+    for p in points:
+        if not pareto or p.time < pareto[-1].time:
+            pareto.append(p)
+    return Frontier(chain, pareto, slots, unit, tables)

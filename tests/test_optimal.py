@@ -1,0 +1,168 @@
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from revolve import (
+    Chain, InfeasibleBudget, binomial, binomial_cost, frontier, min_memory, optimal, periodic, simulate, store_all,
+)
+
+from .oracles import exhaustive_optimum
+
+
+@st.composite
+def int_chains(draw, max_steps=12):
+    """Chains with small integral sizes, so a unit of 1 byte discretizes them exactly."""
+    n = draw(st.integers(1, max_steps))
+    f = draw(st.lists(st.integers(1, 9), min_size=n, max_size=n))
+    b = draw(st.lists(st.integers(1, 9), min_size=n, max_size=n))
+    s = draw(st.lists(st.integers(1, 12), min_size=n + 1, max_size=n + 1))
+    t = draw(st.lists(st.integers(1, 20), min_size=n, max_size=n))
+    return Chain(forward_cost=f, backward_cost=b, state_bytes=s, tape_bytes=t)
+
+
+def exact_optimal(chain, memory):
+    """Plan with one-byte units (exact for integral sizes)."""
+    return optimal(chain, memory=memory, slots=int(memory), lower_bound=False)
+
+
+@pytest.mark.parametrize("n", [2, 5, 9, 17, 30])
+@pytest.mark.parametrize("s", [1, 2, 3, 5])
+def test_uniform_big_tapes_meet_binomial(n, s):
+    # tapes so large that only one fits beside the s snapshots: the DP and Revolve solve the same problem
+    tape = 1000
+    chain = Chain(forward_cost=1, backward_cost=0, state_bytes=1, tape_bytes=tape, n_steps=n)
+    sched = exact_optimal(chain, s + tape)
+    stats = simulate(sched, chain)
+    assert stats.advances == binomial_cost(n, snapshots=s)
+    assert stats.peak_memory <= s + tape
+
+
+@given(chain=int_chains(), data=st.data())
+@settings(max_examples=40)
+def test_never_worse_than_any_baseline(chain, data):
+    n = chain.n_steps
+    baselines = [store_all(n), binomial(n, snapshots=data.draw(st.integers(1, n + 1)))]
+    baselines.append(periodic(n, every=data.draw(st.integers(1, n))))
+    for base in baselines:
+        ref = simulate(base, chain)
+        sched = exact_optimal(chain, ref.peak_memory)
+        got = simulate(sched, chain)
+        assert got.peak_memory <= ref.peak_memory
+        assert got.time <= ref.time + 1e-9, (base, got.time, ref.time)
+        assert math.isclose(got.time, sched.params["predicted_time"], rel_tol=1e-12)
+
+
+@given(chain=int_chains(max_steps=30), frac=st.floats(0.0, 1.0), slots=st.integers(1, 300))
+@settings(max_examples=40)
+def test_any_slots_stay_within_budget(chain, frac, slots):
+    lo = min_memory(chain)
+    hi = float(chain.values("tape_bytes").sum()) + 1
+    memory = lo + frac * (hi - lo) + 0.37  # not a multiple of anything
+    sched = optimal(chain, memory=memory, slots=slots)
+    stats = simulate(sched, chain)
+    assert stats.peak_memory <= memory
+    if sched.params["predicted_time"] is not None:
+        assert math.isclose(stats.time, sched.params["predicted_time"], rel_tol=1e-12)
+        assert sched.params["lower_bound_time"] <= stats.time + 1e-9
+        assert sched.params["discretization_loss"] >= 0
+
+
+def test_more_slots_lose_less():
+    rng = np.random.default_rng(3)
+    chain = Chain(forward_cost=rng.uniform(1, 3, 30), backward_cost=rng.uniform(1, 5, 30),
+                  state_bytes=rng.uniform(1e5, 1e6, 31), tape_bytes=rng.uniform(1e6, 5e6, 30))
+    memory = 0.25 * chain.values("tape_bytes").sum()
+    coarse = optimal(chain, memory=memory, slots=20).params
+    fine = optimal(chain, memory=memory, slots=800).params
+    assert fine["predicted_time"] <= coarse["predicted_time"]
+    assert fine["discretization_loss"] <= coarse["discretization_loss"]
+
+
+def test_exhaustive_search_small_chains():
+    """The DP against shortest paths over all simulator states, on random chains of up to 5 steps.
+
+    The DP is optimal within rotor's class of schedules; the exhaustive search spans every schedule. It
+    never beats the exhaustive optimum (that would be an invalid schedule) and reaches it on nearly all
+    chains; the misses are interleaved schedules outside the class (docs/theory.md).
+    """
+    rng = np.random.default_rng(11)
+    matches, worst, trials = 0, 0.0, 60
+    for _ in range(trials):
+        n = int(rng.integers(1, 6))
+        F = rng.integers(1, 10, n).astype(float)
+        B = rng.integers(1, 10, n).astype(float)
+        S = rng.choice([1, 1, 2, 12, 20], n + 1).astype(float)
+        T = rng.choice([1, 3, 6, 15], n).astype(float)
+        chain = Chain(forward_cost=F, backward_cost=B, state_bytes=S, tape_bytes=T)
+        lo = min_memory(chain)
+        assert exhaustive_optimum(F, B, S, T, lo - 1) == np.inf  # min_memory is the true minimum
+        memory = float(rng.integers(int(lo), int(lo + T.sum()) + 1))
+        best = exhaustive_optimum(F, B, S, T, memory)
+        got = simulate(exact_optimal(chain, memory), chain).time
+        assert got >= best - 1e-9
+        matches += got <= best + 1e-9
+        worst = max(worst, (got - best) / best)
+    assert matches >= trials - 3, (matches, worst)
+    assert worst < 0.05
+
+
+def test_infeasible_budget_names_minimum():
+    chain = Chain(forward_cost=1, backward_cost=1, state_bytes=10, tape_bytes=100, n_steps=5)
+    assert min_memory(chain) == 110
+    with pytest.raises(InfeasibleBudget, match="smallest budget with which one exists is 110 bytes") as info:
+        optimal(chain, memory=109)
+    assert info.value.minimum == 110 and isinstance(info.value, ValueError)
+    assert simulate(optimal(chain, memory=110), chain).peak_memory <= 110
+
+
+@pytest.mark.parametrize(
+    "kw,exc,msg",
+    [
+        (dict(memory=0), ValueError, "memory must be > 0"),
+        (dict(memory=-5), ValueError, "memory must be > 0"),
+        (dict(memory=float("nan")), ValueError, "memory must be finite"),
+        (dict(memory="1GB"), TypeError, "memory must be a real number"),
+        (dict(memory=1e9, slots=0), ValueError, "slots must be >= 1"),
+    ],
+)
+def test_bad_arguments(kw, exc, msg):
+    chain = Chain(forward_cost=1, backward_cost=1, state_bytes=1, tape_bytes=1, n_steps=3)
+    with pytest.raises(exc, match=f"revolve.optimal: {msg}"):
+        optimal(chain, **kw)
+
+
+def test_chain_must_be_a_chain():
+    with pytest.raises(TypeError, match="chain must be a revolve.Chain"):
+        optimal({"n_steps": 3}, memory=10)
+
+
+def test_too_large_is_refused_with_advice():
+    chain = Chain(forward_cost=1, backward_cost=1, state_bytes=1, tape_bytes=1, n_steps=5000)
+    with pytest.raises(ValueError, match="use revolve.binomial"):
+        optimal(chain, memory=100)
+
+
+@given(chain=int_chains(max_steps=10))
+@settings(max_examples=25)
+def test_frontier_matches_single_budget_plans(chain):
+    front = frontier(chain, slots=int(chain.values("tape_bytes").sum()))
+    times = [p.time for p in front.points]
+    mems = [p.memory for p in front.points]
+    assert mems == sorted(mems) and times == sorted(times, reverse=True)
+    # the last point reaches store-all's time; each point is what optimal() returns at that memory
+    assert math.isclose(front.points[-1].time, simulate(store_all(chain.n_steps), chain).time)
+    for p in front.points:
+        assert math.isclose(simulate(exact_optimal(chain, p.memory), chain).time, p.time)
+        sched = front.schedule(p.memory)
+        assert simulate(sched, chain).peak_memory <= p.memory
+
+
+def test_frontier_csv(tmp_path):
+    chain = Chain(forward_cost=1, backward_cost=2, state_bytes=1, tape_bytes=3, n_steps=6)
+    front = frontier(chain, slots=18)
+    path = tmp_path / "f.csv"
+    front.save_csv(path)
+    lines = path.read_text().splitlines()
+    assert lines[0] == "memory_bytes,time,budget_bytes" and len(lines) == len(front) + 1
