@@ -1,0 +1,379 @@
+"""The engine's core: tracers, the tape, and ``bind``, which applies a primitive at every active level.
+
+Design (after HIPS/autograd and JAX): every transformation (``vjp``, ``jvp``) opens a new *level*. A value
+traced at a level is wrapped in a tracer of that level; a primitive applied to tracers unwraps the top
+level, applies itself to what is inside (which may be tracers of lower levels, so transformations
+nest), and wraps the result. Reverse-mode tracers append one node per primitive to their level's tape,
+in execution order, so the tape is already topologically sorted: the backward pass is a loop over it
+in reverse, with no recursion. Forward-mode tracers carry a tangent computed by the primitive's JVP
+rule. Plain numpy inputs take a fast path straight to numpy: nothing is recorded.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any, Callable
+
+import numpy as np
+
+__all__ = ["Primitive", "Tracer", "RevTracer", "JVPTracer", "Tape", "bind", "value_of", "shape_of"]
+
+_levels = itertools.count(1)
+_counter: list | None = None  # [ops, flops] while ops are counted (see revolve.ad.cost)
+
+
+class Primitive:
+    """A primitive operation: its numpy implementation and a flop estimate. Its rules live in ``rules.py``."""
+
+    __slots__ = ("name", "impl", "vjp", "jvp", "flops")
+
+    def __init__(self, name: str, impl: Callable, flops: Callable | None = None):
+        self.name = name
+        self.impl = impl
+        self.vjp: Callable | None = None
+        self.jvp: Callable | None = None
+        self.flops = flops
+
+    def __repr__(self) -> str:
+        return f"Primitive({self.name})"
+
+
+def value_of(x: Any) -> Any:
+    """The innermost numpy value of a possibly nested tracer."""
+    while isinstance(x, Tracer):
+        x = x._primal()
+    return x
+
+
+def shape_of(x: Any) -> tuple:
+    """The shape of a value or tracer."""
+    return np.shape(value_of(x))
+
+
+def bind(prim: Primitive, *args, **params):
+    """Apply ``prim`` to ``args``: on the top-level tracer's transformation if any, else on numpy directly."""
+    top = None
+    for a in args:
+        if isinstance(a, Tracer) and (top is None or a.level > top.level):
+            top = a
+    if top is None:
+        out = prim.impl(*args, **params)
+        if _counter is not None:
+            _counter[0] += 1
+            if prim.flops is not None:
+                _counter[1] += prim.flops(out, *args, **params)
+        return out
+    return top.process(prim, args, params)
+
+
+class Tracer:
+    """Base of the engine's tensors: numpy-like operators that dispatch to the engine's functions."""
+
+    __slots__ = ()
+    __array_priority__ = 1000  # numpy defers to our reflected operators
+    level: int
+
+    def _primal(self):
+        raise NotImplementedError
+
+    # -- array-like attributes --------------------------------------------------------------------
+    @property
+    def shape(self) -> tuple:
+        return shape_of(self)
+
+    @property
+    def ndim(self) -> int:
+        return len(shape_of(self))
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(shape_of(self), dtype=np.int64))
+
+    @property
+    def dtype(self):
+        return np.asarray(value_of(self)).dtype
+
+    @property
+    def T(self):
+        from . import ops
+
+        return ops.transpose(self)
+
+    def __len__(self) -> int:
+        return len(value_of(self))
+
+    def __bool__(self):
+        return bool(value_of(self))
+
+    def __float__(self):
+        return float(value_of(self))
+
+    def __int__(self):
+        return int(value_of(self))
+
+    def __array__(self, dtype=None, copy=None):
+        raise TypeError(
+            "revolve.ad: a traced value cannot become a numpy array inside a transformed function; "
+            "use revolve.ad functions (ad.exp, ad.sum, ...) instead of numpy ones on it"
+        )
+
+    # -- operators ------------------------------------------------------------------------------------
+    def __add__(self, o):
+        from . import ops
+        return ops.add(self, o)
+
+    def __radd__(self, o):
+        from . import ops
+        return ops.add(o, self)
+
+    def __sub__(self, o):
+        from . import ops
+        return ops.subtract(self, o)
+
+    def __rsub__(self, o):
+        from . import ops
+        return ops.subtract(o, self)
+
+    def __mul__(self, o):
+        from . import ops
+        return ops.multiply(self, o)
+
+    def __rmul__(self, o):
+        from . import ops
+        return ops.multiply(o, self)
+
+    def __truediv__(self, o):
+        from . import ops
+        return ops.divide(self, o)
+
+    def __rtruediv__(self, o):
+        from . import ops
+        return ops.divide(o, self)
+
+    def __pow__(self, o):
+        from . import ops
+        return ops.power(self, o)
+
+    def __rpow__(self, o):
+        from . import ops
+        return ops.power(o, self)
+
+    def __matmul__(self, o):
+        from . import ops
+        return ops.matmul(self, o)
+
+    def __rmatmul__(self, o):
+        from . import ops
+        return ops.matmul(o, self)
+
+    def __neg__(self):
+        from . import ops
+        return ops.negative(self)
+
+    def __pos__(self):
+        return self
+
+    def __abs__(self):
+        from . import ops
+        return ops.abs(self)
+
+    def __getitem__(self, idx):
+        from . import ops
+        return ops.getitem(self, idx)
+
+    # comparisons are not differentiable: they act on the values and return boolean arrays
+    def __lt__(self, o):
+        return value_of(self) < value_of(o)
+
+    def __le__(self, o):
+        return value_of(self) <= value_of(o)
+
+    def __gt__(self, o):
+        return value_of(self) > value_of(o)
+
+    def __ge__(self, o):
+        return value_of(self) >= value_of(o)
+
+    def __eq__(self, o):
+        return value_of(self) == value_of(o)
+
+    def __ne__(self, o):
+        return value_of(self) != value_of(o)
+
+    __hash__ = object.__hash__
+
+    # -- numpy-like methods -----------------------------------------------------------------------
+    def sum(self, axis=None, keepdims=False):
+        from . import ops
+        return ops.sum(self, axis=axis, keepdims=keepdims)
+
+    def mean(self, axis=None, keepdims=False):
+        from . import ops
+        return ops.mean(self, axis=axis, keepdims=keepdims)
+
+    def reshape(self, *shape):
+        from . import ops
+        return ops.reshape(self, shape[0] if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape)
+
+    def transpose(self, *axes):
+        from . import ops
+        return ops.transpose(self, axes if axes else None)
+
+
+class Node:
+    """One recorded primitive application: enough to run its VJP rule later."""
+
+    __slots__ = ("prim", "args", "params", "parents", "out")
+
+    def __init__(self, prim, args, params, parents, out):
+        self.prim = prim
+        self.args = args  # the arguments one level down (numpy arrays or lower-level tracers)
+        self.params = params
+        self.parents = parents  # [(argument position, tape index)] for the arguments traced at this level
+        self.out = out
+
+
+class Tape:
+    """The nodes of one reverse-mode level, in execution order (a topological order by construction)."""
+
+    __slots__ = ("level", "nodes")
+
+    def __init__(self):
+        self.level = next(_levels)
+        self.nodes: list[Node | None] = []  # None marks an input
+
+    def new_input(self, value) -> "RevTracer":
+        self.nodes.append(None)
+        return RevTracer(value, self, len(self.nodes) - 1)
+
+    def retained_bytes(self) -> int:
+        """Bytes of the distinct numpy arrays the tape keeps alive for the backward pass."""
+        seen: set[int] = set()
+        total = 0
+        for node in self.nodes:
+            if node is None:
+                continue
+            for v in (*node.args, node.out):
+                if isinstance(v, np.ndarray):
+                    base = v if v.base is None else v.base
+                    if id(base) not in seen and isinstance(base, np.ndarray):
+                        seen.add(id(base))
+                        total += base.nbytes
+        return total
+
+    def backward(self, seeds: dict[int, Any], needed: list[int]) -> list[Any]:
+        """Propagate cotangents ``seeds`` (tape index -> cotangent) back to the tape indices ``needed``."""
+        from .ops import add
+
+        nodes = self.nodes
+        cts: list[Any] = [None] * len(nodes)
+        for i, g in seeds.items():
+            cts[i] = g if cts[i] is None else add(cts[i], g)
+        for i in range(len(nodes) - 1, -1, -1):
+            node = nodes[i]
+            g = cts[i]
+            if node is None or g is None:
+                continue
+            cts[i] = None  # free as we go
+            parents = node.parents
+            want = [False] * len(node.args)
+            for pos, _ in parents:
+                want[pos] = True
+            grads = node.prim.vjp(g, node.out, want, *node.args, **node.params)
+            for pos, j in parents:
+                c = grads[pos]
+                if c is None:
+                    continue
+                cts[j] = c if cts[j] is None else add(cts[j], c)
+        return [cts[i] for i in needed]
+
+
+class RevTracer(Tracer):
+    """A value traced by reverse mode: its value and its index on its level's tape."""
+
+    __slots__ = ("value", "tape", "index")
+
+    def __init__(self, value, tape: Tape, index: int):
+        self.value = value
+        self.tape = tape
+        self.index = index
+
+    @property
+    def level(self) -> int:
+        return self.tape.level
+
+    def _primal(self):
+        return self.value
+
+    def process(self, prim, args, params):
+        if prim.vjp is None:
+            raise NotImplementedError(f"revolve.ad: primitive '{prim.name}' has no reverse-mode (VJP) rule")
+        tape = self.tape
+        vals = []
+        parents = []
+        for pos, a in enumerate(args):
+            if isinstance(a, RevTracer) and a.tape is tape:
+                vals.append(a.value)
+                parents.append((pos, a.index))
+            else:
+                vals.append(a)
+        out = bind(prim, *vals, **params)
+        tape.nodes.append(Node(prim, vals, params, parents, out))
+        return RevTracer(out, tape, len(tape.nodes) - 1)
+
+    def __repr__(self) -> str:
+        return f"RevTracer(level={self.level}, shape={self.shape})"
+
+
+class JVPTracer(Tracer):
+    """A value traced by forward mode: its primal and its tangent (None for zero) at one level."""
+
+    __slots__ = ("primal", "tangent", "level")
+
+    def __init__(self, primal, tangent, level: int):
+        self.primal = primal
+        self.tangent = tangent
+        self.level = level
+
+    def _primal(self):
+        return self.primal
+
+    def process(self, prim, args, params):
+        if prim.jvp is None:
+            raise NotImplementedError(f"revolve.ad: primitive '{prim.name}' has no forward-mode (JVP) rule")
+        level = self.level
+        primals = []
+        tangents = []
+        for a in args:
+            if isinstance(a, JVPTracer) and a.level == level:
+                primals.append(a.primal)
+                tangents.append(a.tangent)
+            else:
+                primals.append(a)
+                tangents.append(None)
+        out = bind(prim, *primals, **params)
+        t = prim.jvp(tangents, out, *primals, **params)
+        if t is None:
+            return out
+        return JVPTracer(out, t, level)
+
+    def __repr__(self) -> str:
+        return f"JVPTracer(level={self.level}, shape={self.shape})"
+
+
+class CountTracer(Tracer):
+    """A pass-through tracer: routes numpy operators through the engine so that ``cost`` sees every op."""
+
+    __slots__ = ("value", "level")
+
+    def __init__(self, value, level: int):
+        self.value = value
+        self.level = level
+
+    def _primal(self):
+        return self.value
+
+    def process(self, prim, args, params):
+        level = self.level
+        vals = [a.value if isinstance(a, CountTracer) and a.level == level else a for a in args]
+        return CountTracer(bind(prim, *vals, **params), level)

@@ -1,0 +1,396 @@
+"""The one table of derivative rules: for each primitive, its VJP (reverse) and JVP (forward) rule.
+
+VJP rule: ``vjp(g, ans, want, *args, **params)`` returns one cotangent per argument (None for an
+argument that is not differentiated or not wanted); ``want[i]`` says whether argument i is traced.
+JVP rule: ``jvp(tangents, ans, *args, **params)`` returns the output's tangent (None for zero); a
+tangent is None where the argument is not traced.
+
+Rules are written with the engine's own functions, so they can themselves be differentiated (higher
+derivatives nest). Broadcasting is undone in one place, ``unbroadcast``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import ops as o
+from .core import shape_of, value_of
+from .ops import unbroadcast as unb
+
+
+def _bt(t, shape):
+    """A tangent broadcast to the output's shape (None stays None)."""
+    if t is None or shape_of(t) == shape:
+        return t
+    return o.broadcast_to(t, shape)
+
+
+def _tadd(a, b):
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return o.add(a, b)
+
+
+def _shape(x):
+    return shape_of(x)
+
+
+# ---- elementwise arithmetic ------------------------------------------------------------------------
+
+def vjp_add(g, ans, want, x, y):
+    return (unb(g, _shape(x)) if want[0] else None, unb(g, _shape(y)) if want[1] else None)
+
+
+def jvp_add(t, ans, x, y):
+    s = _shape(ans)
+    return _tadd(_bt(t[0], s), _bt(t[1], s))
+
+
+def vjp_sub(g, ans, want, x, y):
+    return (unb(g, _shape(x)) if want[0] else None, unb(o.negative(g), _shape(y)) if want[1] else None)
+
+
+def jvp_sub(t, ans, x, y):
+    s = _shape(ans)
+    ty = None if t[1] is None else o.negative(t[1])
+    return _tadd(_bt(t[0], s), _bt(ty, s))
+
+
+def vjp_mul(g, ans, want, x, y):
+    return (unb(o.multiply(g, y), _shape(x)) if want[0] else None,
+            unb(o.multiply(g, x), _shape(y)) if want[1] else None)
+
+
+def jvp_mul(t, ans, x, y):
+    s = _shape(ans)
+    a = None if t[0] is None else _bt(o.multiply(t[0], y), s)
+    b = None if t[1] is None else _bt(o.multiply(x, t[1]), s)
+    return _tadd(a, b)
+
+
+def vjp_div(g, ans, want, x, y):
+    return (unb(o.divide(g, y), _shape(x)) if want[0] else None,
+            unb(o.negative(o.multiply(g, o.divide(ans, y))), _shape(y)) if want[1] else None)
+
+
+def jvp_div(t, ans, x, y):
+    s = _shape(ans)
+    a = None if t[0] is None else _bt(o.divide(t[0], y), s)
+    b = None if t[1] is None else _bt(o.negative(o.multiply(t[1], o.divide(ans, y))), s)
+    return _tadd(a, b)
+
+
+def vjp_neg(g, ans, want, x):
+    return (o.negative(g),)
+
+
+def jvp_neg(t, ans, x):
+    return o.negative(t[0])
+
+
+def _dpow_dx(x, y):
+    # y * x**(y-1), written so that x = 0 with y >= 1 gives a finite value
+    return o.multiply(y, o.power(x, o.subtract(y, 1.0)))
+
+
+def vjp_pow(g, ans, want, x, y):
+    gx = unb(o.multiply(g, _dpow_dx(x, y)), _shape(x)) if want[0] else None
+    gy = unb(o.multiply(g, o.multiply(ans, o.log(x))), _shape(y)) if want[1] else None
+    return (gx, gy)
+
+
+def jvp_pow(t, ans, x, y):
+    s = _shape(ans)
+    a = None if t[0] is None else _bt(o.multiply(t[0], _dpow_dx(x, y)), s)
+    b = None if t[1] is None else _bt(o.multiply(t[1], o.multiply(ans, o.log(x))), s)
+    return _tadd(a, b)
+
+
+# ---- elementwise functions -------------------------------------------------------------------------
+
+def vjp_exp(g, ans, want, x):
+    return (o.multiply(g, ans),)
+
+
+def jvp_exp(t, ans, x):
+    return o.multiply(t[0], ans)
+
+
+def vjp_log(g, ans, want, x):
+    return (o.divide(g, x),)
+
+
+def jvp_log(t, ans, x):
+    return o.divide(t[0], x)
+
+
+def vjp_sin(g, ans, want, x):
+    return (o.multiply(g, o.cos(x)),)
+
+
+def jvp_sin(t, ans, x):
+    return o.multiply(t[0], o.cos(x))
+
+
+def vjp_cos(g, ans, want, x):
+    return (o.negative(o.multiply(g, o.sin(x))),)
+
+
+def jvp_cos(t, ans, x):
+    return o.negative(o.multiply(t[0], o.sin(x)))
+
+
+def vjp_tanh(g, ans, want, x):
+    return (o.multiply(g, o.subtract(1.0, o.multiply(ans, ans))),)
+
+
+def jvp_tanh(t, ans, x):
+    return o.multiply(t[0], o.subtract(1.0, o.multiply(ans, ans)))
+
+
+def vjp_sqrt(g, ans, want, x):
+    return (o.divide(o.multiply(g, 0.5), ans),)
+
+
+def jvp_sqrt(t, ans, x):
+    return o.divide(o.multiply(t[0], 0.5), ans)
+
+
+def vjp_abs(g, ans, want, x):
+    return (o.multiply(g, o.sign(x)),)
+
+
+def jvp_abs(t, ans, x):
+    return o.multiply(t[0], o.sign(x))
+
+
+def vjp_zero(g, ans, want, *args, **params):
+    return (None,) * len(args)
+
+
+def jvp_zero(t, ans, *args, **params):
+    return None
+
+
+def _mask_max(x, y):
+    return value_of(x) >= value_of(y)
+
+
+def _mask_min(x, y):
+    return value_of(x) <= value_of(y)
+
+
+def _vjp_select(mask_fn):
+    def rule(g, ans, want, x, y):
+        mask = np.broadcast_to(mask_fn(x, y), _shape(ans))
+        gx = unb(o.where(mask, g, 0.0), _shape(x)) if want[0] else None
+        gy = unb(o.where(mask, 0.0, g), _shape(y)) if want[1] else None
+        return (gx, gy)
+
+    return rule
+
+
+def _jvp_select(mask_fn):
+    def rule(t, ans, x, y):
+        s = _shape(ans)
+        mask = np.broadcast_to(mask_fn(x, y), s)
+        tx = _bt(t[0], s) if t[0] is not None else 0.0
+        ty = _bt(t[1], s) if t[1] is not None else 0.0
+        return o.where(mask, tx, ty)
+
+    return rule
+
+
+def vjp_where(g, ans, want, c, x, y):
+    c = np.broadcast_to(c, _shape(ans))
+    gx = unb(o.where(c, g, 0.0), _shape(x)) if want[1] else None
+    gy = unb(o.where(c, 0.0, g), _shape(y)) if want[2] else None
+    return (None, gx, gy)
+
+
+def jvp_where(t, ans, c, x, y):
+    s = _shape(ans)
+    tx = _bt(t[1], s) if t[1] is not None else 0.0
+    ty = _bt(t[2], s) if t[2] is not None else 0.0
+    return o.where(np.broadcast_to(c, s), tx, ty)
+
+
+# ---- linear algebra --------------------------------------------------------------------------------
+
+def _as_matrices(a, b):
+    """Promote 1-D operands as numpy's matmul does: a -> (1, k), b -> (k, 1)."""
+    sa, sb = _shape(a), _shape(b)
+    a2 = o.reshape(a, (1, sa[0])) if len(sa) == 1 else a
+    b2 = o.reshape(b, (sb[0], 1)) if len(sb) == 1 else b
+    return a2, b2
+
+
+def vjp_matmul(g, ans, want, a, b):
+    a2, b2 = _as_matrices(a, b)
+    out2 = np.broadcast_shapes(_shape(a2)[:-2], _shape(b2)[:-2]) + (_shape(a2)[-2], _shape(b2)[-1])
+    g2 = o.reshape(g, out2)
+    ga = gb = None
+    if want[0]:
+        ga = o.reshape(unb(o.matmul(g2, o.swapaxes(b2, -1, -2)), _shape(a2)), _shape(a))
+    if want[1]:
+        gb = o.reshape(unb(o.matmul(o.swapaxes(a2, -1, -2), g2), _shape(b2)), _shape(b))
+    return (ga, gb)
+
+
+def jvp_matmul(t, ans, a, b):
+    x = None if t[0] is None else o.matmul(t[0], b)
+    y = None if t[1] is None else o.matmul(a, t[1])
+    return _tadd(x, y)
+
+
+# ---- reductions and shape operations ---------------------------------------------------------------
+
+def vjp_sum(g, ans, want, x, axis=None, keepdims=False):
+    shape = _shape(x)
+    if not keepdims:
+        axes = range(len(shape)) if axis is None else axis
+        kept = list(shape)
+        for ax in axes:
+            kept[ax] = 1
+        g = o.reshape(g, tuple(kept))
+    return (o.broadcast_to(g, shape),)
+
+
+def jvp_sum(t, ans, x, axis=None, keepdims=False):
+    return o.sum(t[0], axis=axis, keepdims=keepdims)
+
+
+def vjp_reshape(g, ans, want, x, shape):
+    return (o.reshape(g, _shape(x)),)
+
+
+def jvp_reshape(t, ans, x, shape):
+    return o.reshape(t[0], shape)
+
+
+def vjp_transpose(g, ans, want, x, axes=None):
+    inv = None if axes is None else tuple(np.argsort(axes))
+    return (o.transpose(g, inv),)
+
+
+def jvp_transpose(t, ans, x, axes=None):
+    return o.transpose(t[0], axes)
+
+
+def vjp_getitem(g, ans, want, x, idx):
+    return (o.scatter_add(g, idx, _shape(x)),)
+
+
+def jvp_getitem(t, ans, x, idx):
+    return o.getitem(t[0], idx)
+
+
+def vjp_scatter(g, ans, want, x, idx, shape):
+    return (o.getitem(g, idx),)
+
+
+def jvp_scatter(t, ans, x, idx, shape):
+    return o.scatter_add(t[0], idx, shape)
+
+
+def _pieces(g, sizes, axis):
+    """Slices of g along ``axis`` of the given sizes."""
+    nd = len(_shape(g))
+    ax = axis % nd
+    out, start = [], 0
+    for size in sizes:
+        idx = (slice(None),) * ax + (slice(start, start + size),)
+        out.append(o.getitem(g, idx))
+        start += size
+    return out
+
+
+def vjp_concat(g, ans, want, *xs, axis):
+    nd = len(_shape(ans))
+    sizes = [_shape(x)[axis % nd] for x in xs]
+    parts = _pieces(g, sizes, axis)
+    return tuple(p if w else None for p, w in zip(parts, want))
+
+
+def jvp_concat(t, ans, *xs, axis):
+    if all(ti is None for ti in t):
+        return None
+    return o.concatenate([ti if ti is not None else o.zeros_like(x) for ti, x in zip(t, xs)], axis=axis)
+
+
+def vjp_stack(g, ans, want, *xs, axis):
+    nd = len(_shape(ans))
+    ax = axis % nd
+    out = []
+    for i, w in enumerate(want):
+        out.append(o.getitem(g, (slice(None),) * ax + (i,)) if w else None)
+    return tuple(out)
+
+
+def jvp_stack(t, ans, *xs, axis):
+    if all(ti is None for ti in t):
+        return None
+    return o.stack([ti if ti is not None else o.zeros_like(x) for ti, x in zip(t, xs)], axis=axis)
+
+
+def vjp_roll(g, ans, want, x, shift, axis=None):
+    neg = tuple(-s for s in shift) if isinstance(shift, tuple) else -shift
+    return (o.roll(g, neg, axis=axis),)
+
+
+def jvp_roll(t, ans, x, shift, axis=None):
+    return o.roll(t[0], shift, axis=axis)
+
+
+def vjp_broadcast(g, ans, want, x, shape):
+    return (unb(g, _shape(x)),)
+
+
+def jvp_broadcast(t, ans, x, shape):
+    return o.broadcast_to(t[0], shape)
+
+
+#: The table: primitive name -> (VJP rule, JVP rule).
+RULES = {
+    "add": (vjp_add, jvp_add),
+    "subtract": (vjp_sub, jvp_sub),
+    "multiply": (vjp_mul, jvp_mul),
+    "divide": (vjp_div, jvp_div),
+    "negative": (vjp_neg, jvp_neg),
+    "power": (vjp_pow, jvp_pow),
+    "exp": (vjp_exp, jvp_exp),
+    "log": (vjp_log, jvp_log),
+    "sin": (vjp_sin, jvp_sin),
+    "cos": (vjp_cos, jvp_cos),
+    "tanh": (vjp_tanh, jvp_tanh),
+    "sqrt": (vjp_sqrt, jvp_sqrt),
+    "abs": (vjp_abs, jvp_abs),
+    "sign": (vjp_zero, jvp_zero),
+    "maximum": (_vjp_select(_mask_max), _jvp_select(_mask_max)),
+    "minimum": (_vjp_select(_mask_min), _jvp_select(_mask_min)),
+    "where": (vjp_where, jvp_where),
+    "matmul": (vjp_matmul, jvp_matmul),
+    "sum": (vjp_sum, jvp_sum),
+    "reshape": (vjp_reshape, jvp_reshape),
+    "transpose": (vjp_transpose, jvp_transpose),
+    "getitem": (vjp_getitem, jvp_getitem),
+    "scatter_add": (vjp_scatter, jvp_scatter),
+    "concatenate": (vjp_concat, jvp_concat),
+    "stack": (vjp_stack, jvp_stack),
+    "roll": (vjp_roll, jvp_roll),
+    "broadcast_to": (vjp_broadcast, jvp_broadcast),
+}
+
+
+def install() -> None:
+    """Attach the table's rules to the primitives (once, at import)."""
+    missing = set(o.PRIMITIVES) - set(RULES)
+    if missing:
+        from ..errors import RevolveInternalError
+
+        raise RevolveInternalError(f"revolve.ad: primitives without rules: {sorted(missing)}")
+    for name, (vjp, jvp) in RULES.items():
+        prim = o.PRIMITIVES[name]
+        prim.vjp, prim.jvp = vjp, jvp

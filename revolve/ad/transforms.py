@@ -1,0 +1,551 @@
+"""The engine's transformations: vjp, grad, value_and_grad, jvp, jacrev, jacfwd, hvp; cost accounting;
+gradient checks; sparse Jacobians by column coloring.
+
+Functions take and return plain numpy arrays, or tuples, lists and dicts of them ("pytrees").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from . import core
+from .core import CountTracer, JVPTracer, RevTracer, Tape, Tracer, value_of
+
+__all__ = [
+    "vjp", "grad", "value_and_grad", "jvp", "jacrev", "jacfwd", "hvp", "cost", "grad_cost", "OpCount",
+    "GradCost", "check_grads", "GradientCheckError", "sparse_jacobian", "color_columns", "jacobian_sparsity",
+    "tree_flatten", "tree_unflatten",
+]
+
+
+# ---- pytrees -----------------------------------------------------------------------------------------
+
+def tree_flatten(tree) -> tuple[list, Any]:
+    """Leaves (depth first) and a structure to rebuild the tree; tuples, lists and dicts are nodes."""
+    leaves: list = []
+
+    def walk(t):
+        if isinstance(t, (tuple, list)):
+            return (type(t), [walk(c) for c in t])
+        if isinstance(t, dict):
+            keys = sorted(t)
+            return (dict, keys, [walk(t[k]) for k in keys])
+        leaves.append(t)
+        return None
+
+    return leaves, walk(tree)
+
+
+def tree_unflatten(structure, leaves) -> Any:
+    """Inverse of ``tree_flatten``."""
+    it = iter(leaves)
+
+    def build(s):
+        if s is None:
+            return next(it)
+        if s[0] is dict:
+            return {k: build(c) for k, c in zip(s[1], s[2])}
+        return s[0](build(c) for c in s[1])
+
+    return build(structure)
+
+
+def _as_input(x, where: str, name: str):
+    if isinstance(x, Tracer):
+        return x
+    arr = np.asarray(x)
+    if arr.dtype.kind not in "fc":
+        if arr.dtype.kind in "iub":
+            return arr.astype(np.float64)
+        raise TypeError(f"{where}: {name} must be floating point arrays, got dtype {arr.dtype}")
+    return arr
+
+
+def _out(x):
+    """A result leaf: plain numpy unless it is a tracer of an enclosing transformation."""
+    return x if isinstance(x, Tracer) else np.asarray(x)
+
+
+def _zeros_like_leaf(x):
+    return np.zeros(np.shape(value_of(x)), dtype=np.asarray(value_of(x)).dtype)
+
+
+# ---- reverse mode ----------------------------------------------------------------------------------
+
+class VJPFunction:
+    """The pullback returned by ``vjp``: call it with a cotangent shaped like f's output.
+
+    ``tape_bytes()`` reports the bytes the recorded tape keeps alive; ``n_ops`` its recorded primitives.
+    Calling it leaves the tape intact (jacrev calls it once per output); drop it to free the tape.
+    """
+
+    __slots__ = ("_tape", "_in_idx", "_in_tree", "_out_tracers", "_out_tree", "_out_shapes", "_leaf_values")
+
+    def __init__(self, tape, in_idx, in_tree, out_tracers, out_tree, out_shapes, leaf_values):
+        self._tape = tape
+        self._in_idx = in_idx
+        self._in_tree = in_tree
+        self._out_tracers = out_tracers
+        self._out_tree = out_tree
+        self._out_shapes = out_shapes
+        self._leaf_values = leaf_values
+
+    @property
+    def n_ops(self) -> int:
+        return sum(1 for n in self._tape.nodes if n is not None)
+
+    def tape_bytes(self) -> int:
+        return self._tape.retained_bytes()
+
+    def __call__(self, cotangent):
+        cts, tree = tree_flatten(cotangent)
+        if tree != self._out_tree or len(cts) != len(self._out_tracers):
+            raise ValueError("revolve.ad.vjp: the cotangent must have the structure of the function's output")
+        seeds: dict[int, Any] = {}
+        for ct, t, shape in zip(cts, self._out_tracers, self._out_shapes):
+            if np.shape(value_of(ct)) != shape:
+                raise ValueError(f"revolve.ad.vjp: cotangent of shape {np.shape(value_of(ct))} for an output of shape {shape}")
+            if isinstance(t, RevTracer) and t.tape is self._tape:
+                seeds[t.index] = ct if t.index not in seeds else seeds[t.index] + ct
+        grads = self._tape.backward(seeds, self._in_idx)
+        leaves = []
+        for g, leaf in zip(grads, self._leaf_values):
+            leaves.append(_zeros_like_leaf(leaf) if g is None else _out(g))
+        return tree_unflatten(self._in_tree, leaves)
+
+
+def vjp(f: Callable, *primals) -> tuple[Any, Callable]:
+    """Evaluate ``f(*primals)`` recording a tape; return its value and the pullback ``vjp_fn(ct) -> cotangents``.
+
+    The pullback returns a tuple with one cotangent per primal, each with the primal's structure.
+
+    Example:
+        >>> import numpy as np
+        >>> from revolve import ad
+        >>> y, pullback = ad.vjp(lambda x: ad.sin(x) * 2.0, np.array([0.0, 1.0]))
+        >>> pullback(np.ones(2))[0]
+        array([2.        , 1.08060461])
+    """
+    tape = Tape()
+    leaves, tree = tree_flatten(tuple(primals))
+    boxed, in_idx, values = [], [], []
+    for x in leaves:
+        x = _as_input(x, "revolve.ad.vjp", "inputs")
+        t = tape.new_input(x)
+        boxed.append(t)
+        in_idx.append(t.index)
+        values.append(x)
+    out = f(*tree_unflatten(tree, boxed))
+    out_leaves, out_tree = tree_flatten(out)
+    out_values = [_out(t.value) if isinstance(t, RevTracer) and t.tape is tape else _out(t) for t in out_leaves]
+    shapes = [np.shape(value_of(v)) for v in out_values]
+    fn = VJPFunction(tape, in_idx, tree, out_leaves, out_tree, shapes, values)
+    return tree_unflatten(out_tree, out_values), fn
+
+
+def _select(args, argnums):
+    single = isinstance(argnums, int)
+    nums = (argnums,) if single else tuple(argnums)
+    for a in nums:
+        if not -len(args) <= a < len(args):
+            raise ValueError(f"revolve.ad.grad: argnums {a} is out of range for {len(args)} arguments")
+    return single, tuple(a % len(args) for a in nums)
+
+
+def value_and_grad(f: Callable, argnums: int | Sequence[int] = 0) -> Callable:
+    """A function returning ``(f(*args), gradient)`` for a scalar-valued ``f``; see ``grad``."""
+
+    def wrapped(*args):
+        single, nums = _select(args, argnums)
+
+        def g(*chosen):
+            full = list(args)
+            for a, c in zip(nums, chosen):
+                full[a] = c
+            return f(*full)
+
+        y, pullback = vjp(g, *(args[a] for a in nums))
+        shape = np.shape(value_of(y)) if not isinstance(y, (tuple, list, dict)) else None
+        if shape is None or int(np.prod(shape)) != 1:
+            got = "a " + type(y).__name__ if shape is None else f"shape {shape}"
+            raise TypeError(
+                f"revolve.ad.grad: f must return a scalar, got {got}; for non-scalar outputs use "
+                f"revolve.ad.jacrev or revolve.ad.vjp"
+            )
+        seed = np.ones(shape, dtype=np.asarray(value_of(y)).dtype)
+        grads = pullback(seed)
+        return y, grads[0] if single else grads
+
+    return wrapped
+
+
+def grad(f: Callable, argnums: int | Sequence[int] = 0) -> Callable:
+    """The gradient of a scalar-valued ``f`` with respect to argument(s) ``argnums``.
+
+    Arguments may be arrays or tuples/lists/dicts of arrays; the gradient has the same structure.
+
+    Raises:
+        TypeError: f returns something other than a scalar (use ``jacrev`` or ``vjp``).
+
+    Example:
+        >>> import numpy as np
+        >>> from revolve import ad
+        >>> ad.grad(lambda x: ad.sum(x ** 2))(np.array([1.0, 2.0]))
+        array([2., 4.])
+    """
+    vg = value_and_grad(f, argnums)
+
+    def wrapped(*args):
+        return vg(*args)[1]
+
+    return wrapped
+
+
+# ---- forward mode ----------------------------------------------------------------------------------
+
+def jvp(f: Callable, primals: Sequence, tangents: Sequence) -> tuple[Any, Any]:
+    """Forward mode: ``(f(*primals), J v)`` with tangents propagated beside the primals (no reverse pass).
+
+    Example:
+        >>> import numpy as np
+        >>> from revolve import ad
+        >>> ad.jvp(lambda x: x * x, (np.array(3.0),), (np.array(1.0),))
+        (array(9.), array(6.))
+    """
+    where = "revolve.ad.jvp"
+    if not isinstance(primals, (tuple, list)) or not isinstance(tangents, (tuple, list)):
+        raise TypeError(f"{where}: primals and tangents must be tuples, e.g. jvp(f, (x,), (v,))")
+    p_leaves, p_tree = tree_flatten(tuple(primals))
+    t_leaves, t_tree = tree_flatten(tuple(tangents))
+    if p_tree != t_tree:
+        raise ValueError(f"{where}: tangents must have the structure of primals")
+    level = next(core._levels)
+    boxed = []
+    for p, t in zip(p_leaves, t_leaves):
+        p = _as_input(p, where, "primals")
+        t = _as_input(t, where, "tangents")
+        if np.shape(value_of(p)) != np.shape(value_of(t)):
+            raise ValueError(f"{where}: tangent of shape {np.shape(value_of(t))} for a primal of shape {np.shape(value_of(p))}")
+        boxed.append(JVPTracer(p, t, level))
+    out = f(*tree_unflatten(p_tree, boxed))
+    leaves, tree = tree_flatten(out)
+    ys, ts = [], []
+    for y in leaves:
+        if isinstance(y, JVPTracer) and y.level == level:
+            ys.append(_out(y.primal))
+            ts.append(_out(y.tangent) if y.tangent is not None else _zeros_like_leaf(y.primal))
+        else:
+            ys.append(_out(y))
+            ts.append(_zeros_like_leaf(y))
+    return tree_unflatten(tree, ys), tree_unflatten(tree, ts)
+
+
+def _single_array_arg(where, args, argnums):
+    if not isinstance(argnums, int):
+        raise TypeError(f"{where}: argnums must be one integer")
+    x = args[argnums]
+    if isinstance(x, (tuple, list, dict)):
+        raise TypeError(f"{where}: differentiate with respect to one array; got a {type(x).__name__}")
+    return _as_input(x, where, "the argument")
+
+
+def jacrev(f: Callable, argnums: int = 0) -> Callable:
+    """The Jacobian by reverse mode: one recording, one backward pass per output element.
+
+    The result has shape ``f(x).shape + x.shape``. Cheap when f has few outputs.
+    """
+
+    def wrapped(*args):
+        x = _single_array_arg("revolve.ad.jacrev", args, argnums)
+
+        def g(xx):
+            full = list(args)
+            full[argnums] = xx
+            return f(*full)
+
+        y, pullback = vjp(g, x)
+        y = np.asarray(value_of(y))
+        rows = []
+        for k in range(y.size):
+            e = np.zeros(y.size, dtype=y.dtype)
+            e[k] = 1.0
+            rows.append(np.asarray(value_of(pullback(e.reshape(y.shape))[0])))
+        return np.stack(rows).reshape(y.shape + np.shape(x)) if rows else np.zeros(y.shape + np.shape(x))
+
+    return wrapped
+
+
+def jacfwd(f: Callable, argnums: int = 0) -> Callable:
+    """The Jacobian by forward mode: one JVP per input element. Cheap when f has few inputs."""
+
+    def wrapped(*args):
+        x = _single_array_arg("revolve.ad.jacfwd", args, argnums)
+
+        def g(xx):
+            full = list(args)
+            full[argnums] = xx
+            return f(*full)
+
+        cols = []
+        for k in range(x.size):
+            e = np.zeros(x.size, dtype=x.dtype)
+            e[k] = 1.0
+            cols.append(np.asarray(value_of(jvp(g, (x,), (e.reshape(x.shape),))[1])))
+        y_shape = cols[0].shape if cols else np.shape(value_of(g(x)))
+        if not cols:
+            return np.zeros(y_shape + np.shape(x))
+        return np.moveaxis(np.stack(cols), 0, -1).reshape(y_shape + np.shape(x))
+
+    return wrapped
+
+
+def hvp(f: Callable, x, v):
+    """Hessian-vector product H(x) v of a scalar f, by forward mode over reverse mode.
+
+    Example:
+        >>> import numpy as np
+        >>> from revolve import ad
+        >>> ad.hvp(lambda x: ad.sum(x ** 3), np.array([1.0, 2.0]), np.array([1.0, 0.0]))
+        array([6., 0.])
+    """
+    return jvp(grad(f), (x,), (v,))[1]
+
+
+# ---- cost accounting ---------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class OpCount:
+    """Primitive operations executed and their estimated floating point operations."""
+
+    ops: int
+    flops: int
+
+
+@dataclass(frozen=True)
+class GradCost:
+    """What a gradient costs against its function.
+
+    Attributes:
+        function: ops and flops of one evaluation of f.
+        gradient: ops and flops of evaluating f with recording plus the backward pass.
+        tape_bytes: bytes of arrays the tape keeps alive at its peak (the end of the forward pass).
+        flop_ratio: gradient.flops / function.flops.
+    """
+
+    function: OpCount
+    gradient: OpCount
+    tape_bytes: int
+
+    @property
+    def flop_ratio(self) -> float:
+        return self.gradient.flops / max(self.function.flops, 1)
+
+
+class _Counting:
+    def __enter__(self):
+        self.prev = core._counter
+        core._counter = [0, 0]
+        return core._counter
+
+    def __exit__(self, *exc):
+        core._counter = self.prev
+        return False
+
+
+def cost(f: Callable, *args) -> OpCount:
+    """Count the primitive operations and estimated flops of ``f(*args)`` (run without recording).
+
+    The inputs are wrapped in pass-through tracers so that numpy operators on them (``x * y``) are
+    routed through the engine and counted too.
+    """
+    level = next(core._levels)
+    leaves, tree = tree_flatten(tuple(args))
+    wrapped = [CountTracer(_as_input(x, "revolve.ad.cost", "inputs"), level) for x in leaves]
+    with _Counting() as c:
+        f(*tree_unflatten(tree, wrapped))
+    return OpCount(ops=c[0], flops=c[1])
+
+
+def grad_cost(f: Callable, *args, argnums: int | Sequence[int] = 0) -> GradCost:
+    """Count the function's cost, the gradient's (recorded forward + backward), and the tape's peak bytes.
+
+    Example:
+        >>> import numpy as np
+        >>> from revolve import ad
+        >>> c = ad.grad_cost(lambda x: ad.sum(ad.sin(x) * x), np.ones(1000))
+        >>> c.flop_ratio < 5
+        True
+    """
+    fc = cost(f, *args)
+    single, nums = _select(args, argnums)
+
+    def g(*chosen):
+        full = list(args)
+        for a, ch in zip(nums, chosen):
+            full[a] = ch
+        return f(*full)
+
+    with _Counting() as c:
+        y, pullback = vjp(g, *(args[a] for a in nums))
+        tape_bytes = pullback.tape_bytes()
+        pullback(np.ones(np.shape(value_of(y)), dtype=np.asarray(value_of(y)).dtype))
+    return GradCost(function=fc, gradient=OpCount(ops=c[0], flops=c[1]), tape_bytes=tape_bytes)
+
+
+# ---- gradient checks ---------------------------------------------------------------------------------
+
+class GradientCheckError(AssertionError):
+    """A derivative disagrees with central differences (or forward with reverse mode)."""
+
+
+def _flat_dot(a_leaves, b_leaves) -> float:
+    return float(sum(np.vdot(np.asarray(value_of(a)), np.asarray(value_of(b))).real for a, b in zip(a_leaves, b_leaves)))
+
+
+def check_grads(f: Callable, *args, modes: Sequence[str] = ("fwd", "rev"), order: int = 1, eps: float = 1e-6,
+                rtol: float = 1e-6, atol: float = 1e-9, seed: int = 0) -> None:
+    """Check f's derivatives at ``args`` against central differences along random directions.
+
+    For random input direction v and output direction u: forward mode must give J v, reverse mode
+    J^T u, with <u, J v> from central differences (f(x + eps v) - f(x - eps v)) / (2 eps), and the two
+    modes must agree (<u, J v> = <J^T u, v>). ``order=2`` also checks the derivatives of the pullback
+    (reverse over reverse and forward over reverse). Use float64 inputs.
+
+    Raises:
+        GradientCheckError: a mismatch, with both numbers.
+
+    Example:
+        >>> import numpy as np
+        >>> from revolve import ad
+        >>> ad.check_grads(lambda x: ad.tanh(x) * x, np.linspace(-1, 1, 5), order=2)
+    """
+    rng = np.random.default_rng(seed)
+    leaves, tree = tree_flatten(tuple(args))
+    leaves = [np.asarray(x, dtype=np.float64) for x in leaves]
+    v = [rng.standard_normal(np.shape(x)) for x in leaves]
+
+    def at(scale):
+        return f(*tree_unflatten(tree, [x + scale * d for x, d in zip(leaves, v)]))
+
+    y0 = f(*tree_unflatten(tree, leaves))
+    y_leaves, y_tree = tree_flatten(y0)
+    u = [rng.standard_normal(np.shape(value_of(y))) for y in y_leaves]
+    yp, _ = tree_flatten(at(eps))
+    ym, _ = tree_flatten(at(-eps))
+    fd = [(np.asarray(value_of(a)) - np.asarray(value_of(b))) / (2 * eps) for a, b in zip(yp, ym)]
+    ujv_fd = _flat_dot(u, fd)
+
+    def close(a, b):
+        return abs(a - b) <= atol + rtol * max(abs(a), abs(b), 1.0)
+
+    ujv_fwd = None
+    if "fwd" in modes:
+        _, t = jvp(f, tuple(tree_unflatten(tree, leaves)), tuple(tree_unflatten(tree, v)))
+        t_leaves, _ = tree_flatten(t)
+        ujv_fwd = _flat_dot(u, t_leaves)
+        if not close(ujv_fwd, ujv_fd):
+            raise GradientCheckError(f"forward mode: <u, J v> = {ujv_fwd!r}, central differences give {ujv_fd!r}")
+    if "rev" in modes:
+        _, pullback = vjp(f, *tree_unflatten(tree, leaves))
+        cts = pullback(tree_unflatten(y_tree, u))
+        c_leaves, _ = tree_flatten(cts)
+        jtu_v = _flat_dot(c_leaves, v)
+        if not close(jtu_v, ujv_fd):
+            raise GradientCheckError(f"reverse mode: <J^T u, v> = {jtu_v!r}, central differences give {ujv_fd!r}")
+        if ujv_fwd is not None and not close(jtu_v, ujv_fwd):
+            raise GradientCheckError(f"forward and reverse mode disagree: <u, J v> = {ujv_fwd!r}, <J^T u, v> = {jtu_v!r}")
+    if order > 1:
+        u_tree = tree_unflatten(y_tree, u)
+
+        def pulled(*xs):
+            return vjp(f, *xs)[1](u_tree)
+
+        check_grads(pulled, *args, modes=modes, order=order - 1, eps=eps, rtol=rtol * 10, atol=atol * 10, seed=seed + 1)
+
+
+# ---- sparse Jacobians ---------------------------------------------------------------------------------
+
+def jacobian_sparsity(f: Callable, x, *, trials: int = 2, seed: int = 0) -> np.ndarray:
+    """The nonzero pattern of f's Jacobian at random points near ``x`` (union over ``trials`` points).
+
+    It evaluates dense Jacobians (one JVP per input), so detect the pattern once on a small instance or
+    once per run and reuse it; entries that vanish at every probed point are missed.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    pattern = None
+    for _ in range(trials):
+        xp = x + 0.1 * rng.standard_normal(x.shape) * (1 + np.abs(x))
+        j = jacfwd(f)(xp)
+        nz = np.abs(j.reshape(-1, x.size)) > 0
+        pattern = nz if pattern is None else pattern | nz
+    return pattern
+
+
+def color_columns(pattern) -> np.ndarray:
+    """Greedy coloring of the column intersection graph: columns sharing a nonzero row get distinct colors.
+
+    Columns are visited by decreasing number of nonzeros (largest first). Returns one color per column.
+    """
+    P = np.asarray(pattern, dtype=bool)
+    if P.ndim != 2:
+        raise ValueError(f"revolve.ad.color_columns: pattern must be 2-D (outputs x inputs), got shape {P.shape}")
+    m, n = P.shape
+    rows_of = [np.flatnonzero(P[:, j]) for j in range(n)]
+    order = sorted(range(n), key=lambda j: -len(rows_of[j]))
+    colors = np.full(n, -1, dtype=np.int64)
+    # row_colors[r] = colors already used by a column with a nonzero in row r
+    row_colors: list[set] = [set() for _ in range(m)]
+    for j in order:
+        used = set()
+        for r in rows_of[j]:
+            used |= row_colors[r]
+        c = 0
+        while c in used:
+            c += 1
+        colors[j] = c
+        for r in rows_of[j]:
+            row_colors[r].add(c)
+    return colors
+
+
+def sparse_jacobian(f: Callable, x, *, sparsity=None, colors=None) -> np.ndarray:
+    """The Jacobian of f: R^n -> R^m at x from one JVP per color of a column coloring.
+
+    Columns that share no nonzero row are probed together; a tridiagonal Jacobian of any size takes 3
+    JVPs. ``sparsity`` is the (m, n) boolean pattern (``jacobian_sparsity`` detects one); ``colors``
+    may be given to reuse a coloring. Returns a dense (m, n) array.
+
+    Example:
+        >>> import numpy as np
+        >>> from revolve import ad
+        >>> f = lambda u: ad.roll(u, 1) - 2 * u + ad.roll(u, -1)
+        >>> J = ad.sparse_jacobian(f, np.zeros(6), sparsity=np.abs(np.eye(6, k=0) + np.eye(6, k=1) + np.eye(6, k=-1) + np.eye(6, k=5) + np.eye(6, k=-5)) > 0)
+        >>> J[0, :3]
+        array([-2.,  1.,  0.])
+    """
+    where = "revolve.ad.sparse_jacobian"
+    x = np.asarray(x, dtype=np.float64)
+    n = x.size
+    if sparsity is None:
+        sparsity = jacobian_sparsity(f, x)
+    P = np.asarray(sparsity, dtype=bool)
+    if P.ndim != 2 or P.shape[1] != n:
+        raise ValueError(f"{where}: sparsity must have shape (outputs, {n}), got {P.shape}")
+    if colors is None:
+        colors = color_columns(P)
+    colors = np.asarray(colors)
+    J = np.zeros(P.shape)
+    for c in range(int(colors.max()) + 1 if n else 0):
+        seed_v = (colors == c).astype(np.float64)
+        _, t = jvp(f, (x,), (seed_v.reshape(x.shape),))
+        t = np.asarray(t).reshape(-1)
+        if t.size != P.shape[0]:
+            raise ValueError(f"{where}: f has {t.size} outputs but sparsity has {P.shape[0]} rows")
+        cols = np.flatnonzero(colors == c)
+        rows, which = np.nonzero(P[:, cols])
+        J[rows, cols[which]] = t[rows]
+    return J
