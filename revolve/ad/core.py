@@ -47,7 +47,10 @@ def value_of(x: Any) -> Any:
 
 def shape_of(x: Any) -> tuple:
     """The shape of a value or tracer."""
-    return np.shape(value_of(x))
+    while isinstance(x, Tracer):
+        x = x._primal()
+    shape = getattr(x, "shape", None)
+    return shape if shape is not None else np.shape(x)
 
 
 def bind(prim: Primitive, *args, **params):
@@ -57,7 +60,10 @@ def bind(prim: Primitive, *args, **params):
         if isinstance(a, Tracer) and (top is None or a.level > top.level):
             top = a
     if top is None:
-        out = prim.impl(*args, **params)
+        try:
+            out = prim.impl(*args, **params)
+        except ValueError as e:  # numpy names the shapes; say which primitive failed
+            raise ValueError(f"revolve.ad.{prim.name}: {e}") from None
         if _counter is not None:
             _counter[0] += 1
             if prim.flops is not None:

@@ -95,36 +95,23 @@ PRIMITIVES = {p.name: p for p in (
 )}
 
 
-def _check_broadcast(name, a, b):
-    sa, sb = shape_of(a), shape_of(b)
-    if sa != sb:
-        try:
-            np.broadcast_shapes(sa, sb)
-        except ValueError:
-            raise ValueError(f"revolve.ad.{name}: shapes {sa} and {sb} do not broadcast together") from None
-
-
 def add(a, b):
     """a + b, with numpy broadcasting."""
-    _check_broadcast("add", a, b)
     return bind(p_add, a, b)
 
 
 def subtract(a, b):
     """a - b."""
-    _check_broadcast("subtract", a, b)
     return bind(p_sub, a, b)
 
 
 def multiply(a, b):
     """a * b."""
-    _check_broadcast("multiply", a, b)
     return bind(p_mul, a, b)
 
 
 def divide(a, b):
     """a / b."""
-    _check_broadcast("divide", a, b)
     return bind(p_div, a, b)
 
 
@@ -135,7 +122,6 @@ def negative(a):
 
 def power(a, b):
     """a ** b (differentiable in both; the derivative in b needs a > 0)."""
-    _check_broadcast("power", a, b)
     return bind(p_pow, a, b)
 
 
@@ -181,13 +167,11 @@ def sign(a):
 
 def maximum(a, b):
     """Elementwise maximum; at ties the derivative goes to ``a``."""
-    _check_broadcast("maximum", a, b)
     return bind(p_max, a, b)
 
 
 def minimum(a, b):
     """Elementwise minimum; at ties the derivative goes to ``a``."""
-    _check_broadcast("minimum", a, b)
     return bind(p_min, a, b)
 
 

@@ -91,7 +91,14 @@ def jvp_neg(t, ans, x):
 
 
 def _dpow_dx(x, y):
-    # y * x**(y-1), written so that x = 0 with y >= 1 gives a finite value
+    # y * x**(y-1); a constant exponent stays a Python number so numpy takes its fast paths (x**1, x**2)
+    if isinstance(y, (int, float, np.integer, np.floating)) or (isinstance(y, np.ndarray) and y.ndim == 0):
+        c = float(y)
+        if c == 2.0:
+            return o.multiply(x, 2.0)
+        if c == 1.0:
+            return o.ones_like(x)
+        return o.multiply(o.power(x, c - 1.0), c)
     return o.multiply(y, o.power(x, o.subtract(y, 1.0)))
 
 
