@@ -88,3 +88,20 @@ def exhaustive_optimum(F, B, S, T, memory):
                 tick += 1
                 heapq.heappush(heap, (nd, tick, ns))
     return np.inf
+
+
+def random_schedule(n, rng, levels=("ram",)):
+    """A random valid schedule: the DP's sub-problem structure with random splits and storage levels."""
+    from revolve import Schedule, Snapshot
+    from revolve.optimal import _rebuild
+
+    zeros = np.zeros(n + 1, dtype=np.int64)
+
+    def choose(i, k, m, stored):
+        if k - i == 1 or rng.random() < 0.3:
+            return 0
+        return int(rng.integers(i + 1, k))
+
+    acts = [Snapshot(a.index, str(rng.choice(levels))) if isinstance(a, Snapshot) else a
+            for a in _rebuild(n, 0, choose, zeros, zeros)]
+    return Schedule.from_actions(acts, n_steps=n, kind="random")

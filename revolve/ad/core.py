@@ -252,9 +252,12 @@ class Tape:
         self.nodes.append(None)
         return RevTracer(value, self, len(self.nodes) - 1)
 
-    def retained_bytes(self) -> int:
-        """Bytes of the distinct numpy arrays the tape keeps alive for the backward pass."""
-        seen: set[int] = set()
+    def retained_bytes(self, exclude: set[int] | frozenset = frozenset()) -> int:
+        """Bytes of the distinct numpy arrays the tape keeps alive for the backward pass.
+
+        ``exclude`` holds ids of arrays not to count (e.g. parameters that live anyway).
+        """
+        seen: set[int] = set(exclude)
         total = 0
         for node in self.nodes:
             if node is None:
@@ -262,6 +265,8 @@ class Tape:
             for v in (*node.args, node.out):
                 if isinstance(v, np.ndarray):
                     base = v if v.base is None else v.base
+                    if id(v) in seen:
+                        continue
                     if id(base) not in seen and isinstance(base, np.ndarray):
                         seen.add(id(base))
                         total += base.nbytes

@@ -97,8 +97,10 @@ class VJPFunction:
     def n_ops(self) -> int:
         return sum(1 for n in self._tape.nodes if n is not None)
 
-    def tape_bytes(self) -> int:
-        return self._tape.retained_bytes()
+    def tape_bytes(self, exclude=()) -> int:
+        """Bytes of the arrays the tape keeps alive, not counting the arrays in ``exclude`` (a pytree)."""
+        leaves, _ = tree_flatten(exclude)
+        return self._tape.retained_bytes({id(x) for x in leaves if isinstance(x, np.ndarray)})
 
     def __call__(self, cotangent):
         cts, tree = tree_flatten(cotangent)

@@ -1,0 +1,257 @@
+import os
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+import revolve
+from revolve import InfeasibleBudget, ScheduleError, ad, gradient
+from revolve.examples import burgers, lorenz
+from revolve.storage import DiskStorage, SnapshotCorrupted
+
+from .oracles import random_schedule
+
+
+def small_burgers(points=64):
+    return burgers(points, nu=0.05)
+
+
+@pytest.fixture(scope="module")
+def reference():
+    step, u0, p, loss = small_burgers()
+    return gradient(step, u0, n_steps=40, loss=loss, params=p)
+
+
+SCHEDULES = [
+    lambda n: revolve.binomial(n, snapshots=1),
+    lambda n: revolve.binomial(n, snapshots=3),
+    lambda n: revolve.binomial(n, snapshots=n + 2),
+    lambda n: revolve.periodic(n, every=7),
+    lambda n: revolve.store_all(n),
+    lambda n: revolve.Schedule.from_json(revolve.binomial(n, snapshots=4).to_json()),
+]
+
+
+@pytest.mark.parametrize("k", range(len(SCHEDULES)))
+def test_every_schedule_kind_is_bitwise_store_all(reference, k):
+    step, u0, p, loss = small_burgers()
+    sched = SCHEDULES[k](40)
+    r = gradient(step, u0, n_steps=40, loss=loss, params=p, schedule=sched)
+    assert np.array_equal(r.grad_x0, reference.grad_x0)
+    assert np.array_equal(r.grad_params["nu"], reference.grad_params["nu"])
+    assert r.value == reference.value
+    # counts and memory agree with the simulator under the measured chain
+    assert r.stats.forward_evaluations == r.stats.predicted.forward_evaluations
+    assert r.stats.advances == r.stats.predicted.advances
+    assert r.stats.peak_bytes == r.stats.predicted.peak_memory
+
+
+def test_optimal_schedule_under_budget(reference):
+    step, u0, p, loss = small_burgers()
+    budget = reference.stats.peak_bytes * 0.2
+    r = gradient(step, u0, n_steps=40, loss=loss, params=p, memory=budget)
+    assert r.stats.peak_bytes <= budget
+    assert r.stats.peak_bytes == r.stats.predicted.peak_memory
+    assert np.array_equal(r.grad_x0, reference.grad_x0)
+
+
+@given(seed=st.integers(0, 2**32 - 1))
+@settings(max_examples=15)
+def test_random_schedules_bitwise(reference, seed):
+    step, u0, p, loss = small_burgers()
+    sched = random_schedule(40, np.random.default_rng(seed))
+    r = gradient(step, u0, n_steps=40, loss=loss, params=p, schedule=sched)
+    assert np.array_equal(r.grad_x0, reference.grad_x0)
+    assert np.array_equal(r.grad_params["nu"], reference.grad_params["nu"])
+    assert r.stats.peak_bytes == r.stats.predicted.peak_memory
+
+
+def test_linear_recurrence_closed_form_adjoint():
+    # x_{i+1} = A x_i + c sin(i); L = 0.5 |x_n|^2. Adjoint: lam_n = x_n, lam_i = A^T lam_{i+1};
+    # dL/dA = sum_i lam_{i+1} x_i^T, dL/dc = sum_i lam_{i+1} sin(i)
+    rng = np.random.default_rng(5)
+    m, n = 4, 60
+    A = 0.3 * rng.standard_normal((m, m))
+    c = rng.standard_normal(m)
+    x0 = rng.standard_normal(m)
+    xs = [x0]
+    for i in range(n):
+        xs.append(A @ xs[-1] + c * np.sin(i))
+    lam = xs[-1]
+    gA, gc = np.zeros_like(A), np.zeros_like(c)
+    for i in range(n - 1, -1, -1):
+        gA += np.outer(lam, xs[i])
+        gc += lam * np.sin(i)
+        lam = A.T @ lam
+    r = gradient(lambda x, p, i: p["A"] @ x + p["c"] * np.sin(i), x0, n_steps=n,
+                 loss=lambda x: 0.5 * ad.sum(x * x), params={"A": A, "c": c}, snapshots=3)
+    np.testing.assert_allclose(r.grad_x0, lam, rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(r.grad_params["A"], gA, rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(r.grad_params["c"], gc, rtol=1e-12, atol=1e-13)
+    assert np.isclose(r.value, 0.5 * xs[-1] @ xs[-1])
+
+
+def central(f, eps):
+    return (f(eps) - f(-eps)) / (2 * eps)
+
+
+def test_burgers_against_finite_differences():
+    step, u0, p, loss = small_burgers(128)
+    n = 60
+
+    def run(u, nu):
+        for i in range(n):
+            u = step(u, {"nu": nu}, i)
+        return float(loss(u))
+
+    r = gradient(step, u0, n_steps=n, loss=loss, params=p, snapshots=4)
+    v = np.random.default_rng(1).standard_normal(u0.shape)
+    fd_u = central(lambda e: run(u0 + e * v, p["nu"]), 1e-6)
+    fd_nu = central(lambda e: run(u0, p["nu"] + e), 1e-7)
+    assert np.isclose(r.grad_x0 @ v, fd_u, rtol=1e-6)
+    assert np.isclose(float(r.grad_params["nu"]), fd_nu, rtol=1e-6)
+
+
+def test_lorenz_against_finite_differences():
+    step, s0, p, loss = lorenz()
+    n = 200
+
+    def run(s, pp):
+        for i in range(n):
+            s = step(s, pp, i)
+        return float(loss(s))
+
+    r = gradient(step, s0, n_steps=n, loss=loss, params=p, schedule=revolve.binomial(n, snapshots=6))
+    for k in range(3):
+        e = np.eye(3)[k]
+        assert np.isclose(r.grad_x0[k], central(lambda h: run(s0 + h * e, p), 1e-6), rtol=1e-5)
+    for name in p:
+        fd = central(lambda h: run(s0, {**p, name: p[name] + h}), 1e-6)
+        assert np.isclose(float(r.grad_params[name]), fd, rtol=1e-5), name
+
+
+def test_no_params():
+    r = gradient(lambda x, p, i: x * 0.9 + 0.1, np.ones(3), n_steps=10, loss=lambda x: ad.sum(x), snapshots=2)
+    assert r.grad_params is None
+    np.testing.assert_allclose(r.grad_x0, 0.9 ** 10)
+
+
+def test_pytree_state():
+    def step(s, p, i):
+        return {"a": s["a"] + 0.1 * s["b"], "b": s["b"] - 0.1 * s["a"] * p}
+
+    x0 = {"a": np.ones(2), "b": np.zeros(2)}
+    r1 = gradient(step, x0, n_steps=30, loss=lambda s: ad.sum(s["a"] ** 2), params=np.array(1.5))
+    r2 = gradient(step, x0, n_steps=30, loss=lambda s: ad.sum(s["a"] ** 2), params=np.array(1.5), snapshots=3)
+    assert np.array_equal(r1.grad_x0["b"], r2.grad_x0["b"]) and np.array_equal(r1.grad_params, r2.grad_params)
+
+
+def disk_files(root):
+    return [os.path.join(d, f) for d, _, fs in os.walk(root) for f in fs] + [d for d, _, _ in os.walk(root) if d != str(root)]
+
+
+def test_disk_storage_bitwise_and_cleaned(tmp_path, reference):
+    step, u0, p, loss = small_burgers()
+    sched = random_schedule(40, np.random.default_rng(3), levels=("ram", "disk"))
+    r = gradient(step, u0, n_steps=40, loss=loss, params=p, schedule=sched, storage={"disk": tmp_path})
+    assert np.array_equal(r.grad_x0, reference.grad_x0)
+    assert disk_files(tmp_path) == []
+
+
+def test_corrupted_snapshot_is_caught_and_named(tmp_path):
+    step, u0, p, loss = small_burgers()
+
+    class Corrupting(DiskStorage):
+        def put(self, index, state):
+            size = super().put(index, state)
+            if index == 8:
+                path = self._path(index)
+                data = bytearray(open(path, "rb").read())
+                data[-3] ^= 0xFF
+                open(path, "wb").write(bytes(data))
+            return size
+
+    # x_8 goes to disk and is restored once; steps 7..0 then run from x_0 with one slot
+    head = [revolve.Snapshot(0), revolve.Advance(0, 8), revolve.Snapshot(8, "disk"), revolve.Advance(8, 9),
+            revolve.Record(9), revolve.Reverse(9), revolve.Restore(8), revolve.Record(8), revolve.Reverse(8),
+            revolve.Discard(8), revolve.Restore(0)]
+    sched = revolve.Schedule.from_actions(head + list(revolve.binomial(8, snapshots=1))[1:-1], n_steps=10)
+    backend = Corrupting(tmp_path)
+    with pytest.raises(SnapshotCorrupted, match="snapshot of state x_8 .* failed its SHA-256 check"):
+        gradient(step, u0, n_steps=10, loss=loss, params=p, schedule=sched, storage={"disk": backend})
+    assert disk_files(tmp_path) == []
+
+
+class Boom(Exception):
+    pass
+
+
+@pytest.mark.parametrize("exc", [Boom, KeyboardInterrupt])
+def test_failure_mid_run_leaves_nothing(tmp_path, exc):
+    step, u0, p, loss = small_burgers()
+
+    def failing(u, pp, i):
+        if i == 25 and failing.calls > 30:
+            raise exc("stop here")
+        failing.calls += 1
+        return step(u, pp, i)
+
+    failing.calls = 0
+    sched = random_schedule(40, np.random.default_rng(9), levels=("disk",))
+    with pytest.raises(exc) as info:
+        gradient(failing, u0, n_steps=40, loss=loss, params=p, schedule=sched, storage={"disk": tmp_path})
+    if exc is Boom:
+        assert any("step 25" in note for note in getattr(info.value, "__notes__", []))
+    assert disk_files(tmp_path) == []
+
+
+def test_loss_error_names_loss():
+    def bad_loss(x):
+        raise RuntimeError("no")
+
+    with pytest.raises(RuntimeError) as info:
+        gradient(lambda x, p, i: x * 1.0, np.ones(2), n_steps=3, loss=bad_loss)
+    assert any("loss(x_3)" in n for n in getattr(info.value, "__notes__", []))
+
+
+def test_check_finite_names_step():
+    step = lambda x, p, i: x * 10.0 if i < 5 else ad.log(x - 1e30)  # noqa: E731
+    with pytest.raises(FloatingPointError, match="step 5 produced a non-finite state"):
+        with np.errstate(invalid="ignore"):
+            gradient(step, np.ones(2), n_steps=8, loss=lambda x: ad.sum(x), check_finite=True)
+
+
+def test_infeasible_memory_names_minimum():
+    step, u0, p, loss = small_burgers()
+    with pytest.raises(InfeasibleBudget, match="smallest budget"):
+        gradient(step, u0, n_steps=300, loss=loss, params=p, memory=1000)
+
+
+@pytest.mark.parametrize(
+    "kw,exc,msg",
+    [
+        (dict(snapshots=3, memory=1e6), ValueError, "at most one of schedule, snapshots and memory"),
+        (dict(snapshots=0), ValueError, "snapshots must be >= 1"),
+        (dict(schedule=revolve.binomial(5, snapshots=2)), ValueError, "schedule is for 5 steps but n_steps=10"),
+        (dict(schedule="binomial"), TypeError, "schedule must be a revolve.Schedule"),
+        (dict(memory="lots"), ValueError, "memory must be a size"),
+        (dict(storage={"tape": "/tmp"}), ValueError, "never uses"),
+    ],
+)
+def test_bad_arguments(kw, exc, msg):
+    with pytest.raises(exc, match=msg):
+        gradient(lambda x, p, i: x * 1.0, np.ones(2), n_steps=10, loss=lambda x: ad.sum(x), **kw)
+
+
+def test_disk_level_without_backend():
+    sched = revolve.Schedule.from_actions([revolve.Snapshot(0, "disk"), revolve.Record(0), revolve.Reverse(0)], n_steps=1)
+    with pytest.raises(ValueError, match="storage= names no backend"):
+        gradient(lambda x, p, i: x * 1.0, np.ones(2), n_steps=1, loss=lambda x: ad.sum(x), schedule=sched)
+
+
+def test_invalid_schedule_rejected_before_work():
+    calls = []
+    sched = revolve.Schedule.from_actions([revolve.Record(1)], n_steps=2)
+    with pytest.raises(ScheduleError, match="action #0"):
+        gradient(lambda x, p, i: calls.append(i) or x * 1.0, np.ones(2), n_steps=2, loss=lambda x: ad.sum(x), schedule=sched)
+    assert len(calls) <= 2  # only the measurement of one step ran
