@@ -10,6 +10,7 @@ from .baselines import periodic, store_all
 from .binomial import beta, binomial, binomial_cost, min_snapshots, repetition_number
 from .chain import Chain
 from .optimal import Frontier, FrontierPoint, frontier, min_memory, optimal
+from ._malloc import tune_allocator
 from .executor import ExecutionStats, GradientResult, gradient
 from .errors import InfeasibleBudget, RevolveInternalError, ScheduleError
 from .schedule import Schedule
@@ -24,5 +25,5 @@ __all__ = [
     "binomial", "binomial_cost", "repetition_number", "min_snapshots", "beta",
     "store_all", "periodic", "optimal", "frontier", "min_memory", "Frontier", "FrontierPoint",
     "ScheduleError", "InfeasibleBudget", "RevolveInternalError",
-    "parse_bytes", "format_bytes", "gradient", "GradientResult", "ExecutionStats",
+    "parse_bytes", "format_bytes", "gradient", "GradientResult", "ExecutionStats", "tune_allocator",
 ]
