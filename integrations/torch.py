@@ -1,0 +1,490 @@
+"""PyTorch adapter: run an ``nn.Sequential`` under a memory budget in bytes, with exact gradients.
+
+    from revolve.integrations.torch import CheckpointedSequential
+    model = CheckpointedSequential(nn.Sequential(...), memory="512MiB")   # the one line that changes
+    loss = criterion(model(x), y); loss.backward()
+
+The model is profiled per layer (times, the size of each activation, the bytes autograd saves), a
+schedule is planned within the budget (the heterogeneous DP by default) and executed with autograd:
+
+- recomputation runs under ``enable_grad`` on detached inputs, inside ``fork_rng`` with the RNG state the
+  layer saw the first time, so dropout draws the same masks and the RNG stream after the step is the
+  plain model's;
+- a layer's buffers (BatchNorm running statistics) are saved before and restored after every
+  recomputation, so they are updated exactly once per training step (unlike torch.utils.checkpoint,
+  pytorch issue #96136);
+- parameters are inputs of the autograd Function, so their gradients flow even when the input does not
+  require grad, work with ``torch.autograd.grad``, and accumulate over layers that share them.
+
+What the budget covers: the activations the plan keeps between forward and backward, i.e. the stored
+layer inputs (snapshots) plus everything autograd saves for the layers whose tapes are live (their
+inputs and outputs included). Not covered: parameters and their gradients, optimizer state, the input
+you pass and the output returned, and the temporaries inside one layer's forward or backward.
+
+Only this module imports torch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import dataclass
+from typing import Any, Literal, Sequence
+
+import torch
+from torch import nn
+
+import revolve
+from revolve import Advance, Chain, Discard, InfeasibleBudget, Record, Restore, Reverse, Schedule, Snapshot
+
+__all__ = ["profile", "CheckpointedSequential", "checkpoint_sequential", "plan", "RunStats"]
+
+Strategy = Literal["optimal", "binomial", "periodic", "store_all"]
+_STRATEGIES = ("optimal", "binomial", "periodic", "store_all")
+
+
+# ---- helpers -----------------------------------------------------------------------------------------
+
+def _layers(model, where: str) -> list[nn.Module]:
+    if isinstance(model, nn.Sequential):
+        layers = list(model)
+    elif isinstance(model, (list, tuple, nn.ModuleList)) and all(isinstance(m, nn.Module) for m in model):
+        layers = list(model)
+    else:
+        kind = type(model).__name__
+        raise TypeError(
+            f"{where}: model must be an nn.Sequential or a list of modules applied one after the other, got {kind}; "
+            f"a model with branches or several inputs is not a chain: wrap its sequential part in nn.Sequential"
+        )
+    if not layers:
+        raise ValueError(f"{where}: the model has no layers")
+    return layers
+
+
+def _storage_key(t: torch.Tensor):
+    s = t.untyped_storage()
+    return (t.device, s.data_ptr()), s.nbytes()
+
+
+def _owned_keys(layers) -> set:
+    """Storages of parameters and buffers: they live anyway and are never counted as activations."""
+    keys = set()
+    for m in layers:
+        for t in list(m.parameters()) + list(m.buffers()):
+            keys.add(_storage_key(t)[0])
+    return keys
+
+
+class _SavedStorages:
+    """Collects the storages autograd saves while recording a layer (each storage once, views skipped)."""
+
+    def __init__(self, owned: set):
+        self.owned = owned
+        self.sizes: dict = {}
+
+    def pack(self, t):
+        if isinstance(t, torch.Tensor):
+            key, size = _storage_key(t)
+            if key not in self.owned:
+                self.sizes[key] = size
+        return t
+
+    @staticmethod
+    def unpack(t):
+        return t
+
+    def add(self, t: torch.Tensor):
+        key, size = _storage_key(t)
+        if key not in self.owned:
+            self.sizes[key] = size
+
+
+def _rng_devices(x: torch.Tensor):
+    return [x.device] if x.device.type == "cuda" else []
+
+
+def _get_rng(x: torch.Tensor):
+    cuda = torch.cuda.get_rng_state(x.device) if x.device.type == "cuda" else None
+    return torch.get_rng_state(), cuda
+
+
+@contextlib.contextmanager
+def _replay(layer: nn.Module, rng_state, x: torch.Tensor):
+    """Run a recomputation: the first run's RNG state, the caller's stream untouched, buffers restored."""
+    saved = [(b, b.detach().clone()) for b in layer.buffers()]
+    with torch.random.fork_rng(devices=_rng_devices(x)):
+        torch.set_rng_state(rng_state[0])
+        if rng_state[1] is not None:
+            torch.cuda.set_rng_state(rng_state[1], x.device)
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                for b, v in saved:
+                    b.copy_(v)
+
+
+_IN_PLACE = (
+    "revolve.integrations.torch: layer {i} ({layer}) modifies its input in place, which checkpointing cannot "
+    "allow (a stored input would change); use the out-of-place form, e.g. nn.ReLU() instead of nn.ReLU(inplace=True)"
+)
+
+
+@contextlib.contextmanager
+def _no_in_place(i: int, layer: nn.Module):
+    """Turn autograd's in-place error on a recorded layer into one that names the layer and the fix."""
+    try:
+        yield
+    except RuntimeError as e:
+        if "in-place operation" in str(e) or "inplace" in str(e):
+            raise RuntimeError(_IN_PLACE.format(i=i, layer=layer)) from e
+        raise
+
+
+def _sync(x):
+    if x.device.type == "cuda":
+        torch.cuda.synchronize(x.device)
+
+
+# ---- profiling ---------------------------------------------------------------------------------------
+
+def profile(model, example_input: torch.Tensor, *, repeats: int = 3) -> Chain:
+    """Measure each layer and return the ``revolve.Chain`` the planners need.
+
+    Per layer: forward time (no grad), backward time (record + reverse minus forward), the size of its
+    input and output, and the bytes autograd saves for its backward (storages counted once, views
+    skipped, parameters and buffers excluded; the layer's input and output included). Times are medians
+    of ``repeats`` runs (CUDA events on a GPU). Profiling leaves the model as it found it: buffers such
+    as BatchNorm statistics are restored, the caller's RNG stream is untouched, no ``.grad`` is written.
+
+    Example:
+        >>> import torch
+        >>> from torch import nn
+        >>> chain = profile(nn.Sequential(nn.Linear(8, 8), nn.Tanh()), torch.randn(4, 8))
+        >>> chain.n_steps, chain.state(0)
+        (2, 128.0)
+    """
+    where = "revolve.integrations.torch.profile"
+    layers = _layers(model, where)
+    x = _check_input(layers, example_input, where)
+    owned = _owned_keys(layers)
+    fwd, bwd, states, tapes = [], [], [float(_storage_key(x)[1])], []
+    saved_buffers = [(b, b.detach().clone()) for m in layers for b in m.buffers()]
+    try:
+        with torch.random.fork_rng(devices=_rng_devices(x)):
+            for li, layer in enumerate(layers):
+                ft, bt, tape, y = [], [], 0, None
+                for _ in range(max(1, repeats)):
+                    _sync(x)
+                    t = time.perf_counter()
+                    with torch.no_grad():
+                        y = layer(x)
+                    _sync(x)
+                    ft.append(time.perf_counter() - t)
+                    saved = _SavedStorages(owned)
+                    x_in = x.detach().requires_grad_(x.is_floating_point())
+                    t = time.perf_counter()
+                    with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(saved.pack, saved.unpack), \
+                            _no_in_place(li, layer):
+                        out = layer(x_in)
+                    saved.add(out)
+                    saved.add(x_in)
+                    inputs = [x_in] + [p for p in layer.parameters() if p.requires_grad]
+                    if out.requires_grad:
+                        torch.autograd.grad(out, inputs, torch.ones_like(out), allow_unused=True)
+                    _sync(x)
+                    bt.append(max(time.perf_counter() - t - ft[-1], 0.0))
+                    tape = sum(saved.sizes.values())
+                fwd.append(sorted(ft)[len(ft) // 2])
+                bwd.append(sorted(bt)[len(bt) // 2])
+                tapes.append(float(tape))
+                x = y.detach()
+                states.append(float(_storage_key(x)[1]))
+    finally:
+        with torch.no_grad():
+            for b, v in saved_buffers:
+                b.copy_(v)
+    return Chain(forward_cost=fwd, backward_cost=bwd, state_bytes=states, tape_bytes=tapes)
+
+
+def _check_input(layers, x, where):
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{where}: the input must be a torch.Tensor, got {type(x).__name__}")
+    for m in layers:
+        for p in m.parameters():
+            if p.device != x.device:
+                raise ValueError(f"{where}: the input is on {x.device} but the model's parameters are on {p.device}; "
+                                 f"move one of them (model.to(x.device))")
+            if p.is_floating_point() and x.is_floating_point() and p.dtype != x.dtype:
+                raise ValueError(f"{where}: the input has dtype {x.dtype} but the model's parameters have {p.dtype}; "
+                                 f"cast one of them (x.to({p.dtype}))")
+            break
+    return x
+
+
+# ---- planning ----------------------------------------------------------------------------------------
+
+def plan(chain: Chain, *, memory: float, strategy: Strategy = "optimal", slots: int = 500) -> Schedule:
+    """A schedule for a profiled chain within ``memory`` bytes (stored activations + live tapes).
+
+    Strategies: "optimal" (the heterogeneous DP), "binomial" (Revolve with the most snapshots that fit),
+    "periodic" (the fastest segment length that fits: torch's checkpoint_sequential), "store_all".
+
+    Raises:
+        InfeasibleBudget: no schedule of the strategy fits; the message gives the smallest budget that does.
+    """
+    where = "revolve.integrations.torch.plan"
+    memory = revolve.parse_bytes(memory, where=where, name="memory")
+    n = chain.n_steps
+    if strategy == "optimal":
+        return revolve.optimal(chain, memory=memory, slots=slots, lower_bound=False)
+    if strategy == "store_all":
+        candidates = [revolve.store_all(n)]
+    elif strategy == "binomial":
+        candidates = [revolve.binomial(n, snapshots=s) for s in range(n, 0, -1)]
+    elif strategy == "periodic":
+        candidates = [revolve.periodic(n, every=k) for k in range(1, n + 1)]
+    else:
+        raise ValueError(f"{where}: strategy must be one of {', '.join(_STRATEGIES)}, got {strategy!r}")
+    best, best_time, least = None, float("inf"), float("inf")
+    for sched in candidates:
+        st = revolve.simulate(sched, chain)
+        least = min(least, st.peak_memory)
+        if st.peak_memory <= memory and st.time < best_time:
+            best, best_time = sched, st.time
+    if best is None:
+        raise InfeasibleBudget(
+            f"{where}: no {strategy} schedule fits in memory={memory:.0f} bytes ({revolve.format_bytes(memory)}); "
+            f"the smallest budget with which one exists is {least:.0f} bytes ({revolve.format_bytes(least)})",
+            budget=memory, minimum=least,
+        )
+    return best
+
+
+# ---- execution ---------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class RunStats:
+    """One training step's execution: forward evaluations and the activation memory actually held.
+
+    ``peak_bytes`` counts each storage once across the stored inputs and the live tapes (parameters and
+    buffers excluded); ``predicted_bytes`` is the simulator's sum for the same schedule and chain.
+    """
+
+    forward_evaluations: int
+    peak_bytes: int
+    predicted_bytes: float
+    schedule: str
+
+
+class _Runner:
+    """Executes one schedule over the layers: the forward part inside Function.forward, the rest in backward."""
+
+    def __init__(self, layers, schedule: Schedule, params: list, owned: set, predicted: float):
+        self.layers = layers
+        self.actions = iter(schedule)
+        self.n = schedule.n_steps
+        self.params = params
+        self.param_index = {id(p): k for k, p in enumerate(params)}
+        self.owned = owned
+        self.predicted = predicted
+        self.schedule = repr(schedule)
+        self.snapshots: dict[int, tuple[torch.Tensor, int]] = {}
+        self.tapes: dict[int, tuple] = {}
+        self.rng: dict[int, Any] = {}
+        self.first_unseen = 0  # steps below this were evaluated once already: later runs are recomputations
+        self.refs: dict = {}  # storage key -> [size, count] over snapshots and live tapes
+        self.held = self.peak = 0
+        self.evaluations = 0
+        self.x = None
+        self.cur = 0
+        self.x0_needs_grad = False
+
+    # storage accounting: each storage once
+    def _hold(self, sizes: dict):
+        for key, size in sizes.items():
+            entry = self.refs.get(key)
+            if entry is None:
+                self.refs[key] = [size, 1]
+                self.held += size
+            else:
+                entry[1] += 1
+        self.peak = max(self.peak, self.held)
+
+    def _release(self, sizes: dict):
+        for key in sizes:
+            entry = self.refs[key]
+            entry[1] -= 1
+            if entry[1] == 0:
+                self.held -= entry[0]
+                del self.refs[key]
+
+    def _run_layer(self, i: int, x: torch.Tensor) -> torch.Tensor:
+        layer = self.layers[i]
+        self.evaluations += 1
+        if i >= self.first_unseen:  # first evaluation: the plain model's RNG draws and buffer updates
+            self.rng[i] = _get_rng(x)
+            self.first_unseen = i + 1
+            return layer(x)
+        with _replay(layer, self.rng[i], x):
+            return layer(x)
+
+    def _step(self, action) -> bool:
+        """Run one action; True once the output x_n has been reached for the first time."""
+        match action:
+            case Advance(start=a, stop=b):
+                x = self.x
+                with torch.no_grad():
+                    for i in range(a, b):
+                        x = self._run_layer(i, x)
+                self.x, self.cur = x, b
+            case Record(step=i):
+                x_in = self.x.detach()
+                if i > 0 or self.x0_needs_grad:
+                    x_in.requires_grad_(True)
+                saved = _SavedStorages(self.owned)
+                with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(saved.pack, saved.unpack), \
+                        _no_in_place(i, self.layers[i]):
+                    y = self._run_layer(i, x_in)
+                saved.add(y)
+                saved.add(x_in)
+                self.tapes[i] = (x_in, y, saved.sizes)
+                self._hold(saved.sizes)
+                self.x, self.cur = y.detach(), i + 1
+            case Reverse(step=i):
+                x_in, y, sizes = self.tapes.pop(i)
+                layer_params = [p for p in self.layers[i].parameters() if p.requires_grad]
+                wrt = ([x_in] if x_in.requires_grad else []) + layer_params
+                if y.requires_grad and wrt:
+                    grads = torch.autograd.grad(y, wrt, self.adj, allow_unused=True)
+                else:
+                    grads = [None] * len(wrt)
+                if x_in.requires_grad:
+                    self.adj, grads = grads[0], grads[1:]
+                else:
+                    self.adj = None
+                for p, g in zip(layer_params, grads):
+                    if g is None:
+                        continue
+                    k = self.param_index[id(p)]
+                    self.param_grads[k] = g if self.param_grads[k] is None else self.param_grads[k] + g
+                del x_in, y
+                self._release(sizes)
+            case Snapshot(index=k):
+                key, size = _storage_key(self.x)
+                self.snapshots[k] = (self.x, self.x._version)
+                self._hold({key: size} if key not in self.owned else {})
+            case Restore(index=k):
+                t, version = self.snapshots[k]
+                if t._version != version:
+                    raise RuntimeError(_IN_PLACE.format(i=k, layer=self.layers[k]) + " (its stored input changed)")
+                self.x, self.cur = t, k
+            case Discard(index=k):
+                t, _ = self.snapshots.pop(k)
+                key, size = _storage_key(t)
+                self._release({key: size} if key not in self.owned else {})
+            case _:
+                raise revolve.RevolveInternalError(f"torch adapter: unknown action {action!r}")
+        return self.cur == self.n and self.output is None
+
+    def forward(self, x: torch.Tensor, x0_needs_grad: bool) -> torch.Tensor:
+        self.x0_needs_grad = x0_needs_grad
+        self.x, self.output = x.detach(), None
+        for action in self.actions:
+            if self._step(action):
+                self.output = self.x
+                return self.output
+        raise revolve.RevolveInternalError("torch adapter: the schedule never reached the output")
+
+    def backward(self, grad_out: torch.Tensor):
+        self.adj = grad_out
+        self.param_grads: list = [None] * len(self.params)
+        with torch.enable_grad():
+            for action in self.actions:
+                self._step(action)
+        self.snapshots.clear()
+        return self.adj, self.param_grads
+
+
+class _ScheduledChain(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, runner: _Runner, x: torch.Tensor, *params):
+        ctx.runner = runner
+        return runner.forward(x, x0_needs_grad=ctx.needs_input_grad[1]).clone()
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        gx, gparams = ctx.runner.backward(grad_out)
+        ctx.runner.on_done()
+        return (None, gx if ctx.needs_input_grad[1] else None, *gparams)
+
+
+class CheckpointedSequential(nn.Module):
+    """Runs a sequential model under a memory budget; training code changes by one line.
+
+    Arguments:
+        model: an ``nn.Sequential`` or a list of modules applied one after the other.
+        memory: budget in bytes (or "512MiB") for the activations kept between forward and backward.
+        strategy: "optimal" (default, the DP), "binomial", "periodic" or "store_all".
+        slots: memory discretization of the DP (default 500).
+
+    Plans are made on the first call for each input shape, dtype and device (profiling the model once)
+    and cached (train and eval mode plan separately). Under ``torch.no_grad``, or when nothing needs a
+    gradient, the model runs plainly. ``last_stats`` holds the last backward's ``RunStats``.
+
+    Raises:
+        TypeError: the model is not sequential. ValueError: bad strategy, or an input on another device or
+        of another dtype than the parameters. InfeasibleBudget: the budget is below what the strategy
+        needs (the message gives the minimum).
+
+    Example:
+        >>> import torch
+        >>> from torch import nn
+        >>> net = CheckpointedSequential(nn.Sequential(nn.Linear(16, 16), nn.Tanh(), nn.Linear(16, 1)), memory="64KiB")
+        >>> net(torch.randn(8, 16)).sum().backward()
+    """
+
+    def __init__(self, model, *, memory: float | str, strategy: Strategy = "optimal", slots: int = 500):
+        super().__init__()
+        where = "revolve.integrations.torch.CheckpointedSequential"
+        layers = _layers(model, where)
+        self.layers = nn.ModuleList(layers)
+        self.memory = revolve.parse_bytes(memory, where=where, name="memory")
+        if strategy not in _STRATEGIES:
+            raise ValueError(f"{where}: strategy must be one of {', '.join(_STRATEGIES)}, got {strategy!r}")
+        self.strategy = strategy
+        self.slots = slots
+        self._plans: dict = {}
+        self.last_stats: RunStats | None = None
+
+    def plan_for(self, x: torch.Tensor) -> tuple[Schedule, Chain]:
+        """The (cached) schedule and profiled chain for inputs shaped like ``x``."""
+        key = (tuple(x.shape), x.dtype, x.device, self.training)
+        if key not in self._plans:
+            chain = profile(list(self.layers), x)
+            self._plans[key] = (plan(chain, memory=self.memory, strategy=self.strategy, slots=self.slots), chain)
+        return self._plans[key]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        where = "revolve.integrations.torch.CheckpointedSequential"
+        _check_input(list(self.layers), x, where)
+        params = [p for p in self.parameters() if p.requires_grad]
+        if not torch.is_grad_enabled() or not (x.requires_grad or params):
+            for layer in self.layers:
+                x = layer(x)
+            return x
+        schedule, chain = self.plan_for(x)
+        predicted = revolve.simulate(schedule, chain).peak_memory
+        runner = _Runner(list(self.layers), schedule, params, _owned_keys(self.layers), predicted)
+
+        def done():
+            self.last_stats = RunStats(forward_evaluations=runner.evaluations, peak_bytes=runner.peak,
+                                       predicted_bytes=predicted, schedule=runner.schedule)
+
+        runner.on_done = done
+        return _ScheduledChain.apply(runner, x, *params)
+
+
+def checkpoint_sequential(model, x: torch.Tensor, *, memory: float | str, strategy: Strategy = "optimal") -> torch.Tensor:
+    """Functional form: ``CheckpointedSequential(model, memory=..., strategy=...)(x)`` (plans are not cached)."""
+    return CheckpointedSequential(model, memory=memory, strategy=strategy)(x)

@@ -1,0 +1,179 @@
+"""The PyTorch adapter against plain autograd: bitwise equal outputs, gradients, buffers and RNG stream."""
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+import revolve
+from revolve import InfeasibleBudget
+from revolve.integrations.torch import CheckpointedSequential, checkpoint_sequential, plan, profile
+
+STRATEGIES = ["optimal", "binomial", "periodic", "store_all"]
+
+
+def mixed(dtype, dropout=True, bn=True):
+    torch.manual_seed(0)
+    shared = nn.Linear(24, 24)
+    layers = [nn.Linear(8, 64), nn.Tanh(), nn.Linear(64, 24)]
+    if bn:
+        layers.append(nn.BatchNorm1d(24))
+    layers += [nn.ReLU(), shared, nn.Tanh()]
+    if dropout:
+        layers.append(nn.Dropout(0.3))
+    layers += [shared, nn.GELU(), nn.Linear(24, 128), nn.Tanh(), nn.Linear(128, 4)]
+    return nn.Sequential(*layers).to(dtype)
+
+
+def run_plain(model, x, seed):
+    torch.manual_seed(seed)
+    out = model(x)
+    out.pow(2).sum().backward()
+    return out, torch.get_rng_state()
+
+
+def grads(model):
+    return [p.grad.clone() for p in model.parameters()]
+
+
+def assert_same(plain, ours, x_plain, x_ours, out_p, out_o, rng_p, rng_o):
+    assert torch.equal(out_p, out_o)
+    if x_plain.grad is not None or x_ours.grad is not None:
+        assert torch.equal(x_plain.grad, x_ours.grad)
+    for a, b in zip(plain.parameters(), ours.parameters()):
+        assert torch.equal(a.grad, b.grad)
+    for a, b in zip(plain.buffers(), ours.buffers()):
+        assert torch.equal(a, b)
+    assert torch.equal(rng_p, rng_o)
+
+
+def budgets(chain, strategy):
+    """From the smallest feasible budget to store-all's, for this strategy."""
+    top = revolve.simulate(revolve.store_all(chain.n_steps), chain).peak_memory
+    try:
+        plan(chain, memory=1.0, strategy=strategy)
+        low = 1.0
+    except InfeasibleBudget as e:
+        low = e.minimum
+    if strategy == "store_all":
+        return [top]
+    return sorted({low, low + (top - low) * 0.3, low + (top - low) * 0.7, top})
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_bitwise_equal_to_plain_autograd(dtype, strategy):
+    base = mixed(dtype)
+    x0 = torch.randn(16, 8, dtype=dtype, generator=torch.Generator().manual_seed(1))
+    chain = profile(base, x0)
+    for k, memory in enumerate(budgets(chain, strategy)):
+        plain, ours_model = copy.deepcopy(base), copy.deepcopy(base)
+        xp = x0.clone().requires_grad_()
+        xo = x0.clone().requires_grad_()
+        out_p, rng_p = run_plain(plain, xp, seed=10 + k)
+        ours = CheckpointedSequential(ours_model, memory=memory, strategy=strategy)
+        out_o, rng_o = run_plain(ours, xo, seed=10 + k)
+        assert_same(plain, ours_model, xp, xo, out_p, out_o, rng_p, rng_o)
+        stats = ours.last_stats
+        assert stats.peak_bytes <= memory, (strategy, memory, stats)
+        assert stats.peak_bytes <= stats.predicted_bytes
+
+
+def test_recomputation_really_happens_and_bn_updates_once():
+    base = mixed(torch.float64)
+    x0 = torch.randn(16, 8, dtype=torch.float64)
+    chain = profile(base, x0)
+    low = revolve.min_memory(chain)
+    ours_model, plain = copy.deepcopy(base), copy.deepcopy(base)
+    ours = CheckpointedSequential(ours_model, memory=low, strategy="optimal")
+    out_o, _ = run_plain(ours, x0, seed=3)
+    assert ours.last_stats.forward_evaluations > chain.n_steps  # layers were recomputed
+    run_plain(plain, x0, seed=3)
+    bn_p = [m for m in plain if isinstance(m, nn.BatchNorm1d)][0]
+    bn_o = [m for m in ours_model if isinstance(m, nn.BatchNorm1d)][0]
+    assert int(bn_o.num_batches_tracked) == int(bn_p.num_batches_tracked) == 1
+    assert torch.equal(bn_o.running_mean, bn_p.running_mean)
+
+
+def test_input_without_grad_still_gives_parameter_grads():
+    base = mixed(torch.float64, dropout=False)
+    x0 = torch.randn(4, 8, dtype=torch.float64)  # requires_grad False
+    plain, ours_model = copy.deepcopy(base), copy.deepcopy(base)
+    run_plain(plain, x0, seed=0)
+    chain = profile(base, x0)
+    run_plain(CheckpointedSequential(ours_model, memory=revolve.min_memory(chain) * 1.2), x0, seed=0)
+    for a, b in zip(plain.parameters(), ours_model.parameters()):
+        assert b.grad is not None and torch.equal(a.grad, b.grad)
+
+
+def test_works_with_autograd_grad_and_functional_form():
+    base = mixed(torch.float64, dropout=False, bn=False)
+    x = torch.randn(4, 8, dtype=torch.float64, requires_grad=True)
+    ref = torch.autograd.grad(base(x).sum(), [x, *base.parameters()])
+    got = torch.autograd.grad(checkpoint_sequential(base, x, memory="64KiB").sum(), [x, *base.parameters()])
+    for a, b in zip(ref, got):
+        assert torch.equal(a, b)
+
+
+def test_replans_when_shape_changes():
+    net = CheckpointedSequential(mixed(torch.float32, dropout=False), memory="1MiB")
+    net(torch.randn(8, 8)).sum().backward()
+    net(torch.randn(32, 8)).sum().backward()
+    net(torch.randn(8, 8)).sum().backward()
+    assert len(net._plans) == 2
+
+
+def test_no_grad_runs_plainly():
+    base = mixed(torch.float32, dropout=False)
+    base.eval()
+    x = torch.randn(4, 8)
+    with torch.no_grad():
+        assert torch.equal(CheckpointedSequential(base, memory="1MiB")(x), base(x))
+
+
+def test_budget_below_minimum_names_it():
+    base = mixed(torch.float32)
+    x = torch.randn(16, 8)
+    chain = profile(base, x)
+    need = revolve.min_memory(chain)
+    with pytest.raises(InfeasibleBudget, match="smallest budget with which one exists is") as info:
+        CheckpointedSequential(base, memory=need * 0.5)(x.requires_grad_()).sum().backward()
+    assert info.value.minimum == need
+
+
+def test_errors():
+    class Branchy(nn.Module):
+        def forward(self, x):
+            return x
+
+    with pytest.raises(TypeError, match="must be an nn.Sequential or a list of modules"):
+        CheckpointedSequential(Branchy(), memory="1MiB")
+    with pytest.raises(ValueError, match="strategy must be one of"):
+        CheckpointedSequential(nn.Sequential(nn.Tanh()), memory="1MiB", strategy="fast")
+    net = CheckpointedSequential(nn.Sequential(nn.Linear(4, 4)), memory="1MiB")
+    with pytest.raises(ValueError, match="dtype torch.float64 but the model's parameters have torch.float32"):
+        net(torch.randn(2, 4, dtype=torch.float64))
+    with pytest.raises(ValueError, match="memory must be a size"):
+        CheckpointedSequential(nn.Sequential(nn.Tanh()), memory="plenty")
+
+
+def test_in_place_layer_is_refused_with_the_fix():
+    model = nn.Sequential(nn.Linear(4, 4), nn.Tanh(), nn.Linear(4, 4), nn.ReLU(inplace=True), nn.Linear(4, 4))
+    x = torch.randn(3, 4, requires_grad=True)
+    with pytest.raises(RuntimeError, match=r"layer 3 \(ReLU\(inplace=True\)\) modifies its input in place.*nn.ReLU\(\)"):
+        CheckpointedSequential(model, memory="1MiB")(x).sum().backward()
+
+
+def test_profile_leaves_model_untouched():
+    base = mixed(torch.float64)
+    before = copy.deepcopy(base.state_dict())
+    x = torch.randn(16, 8, dtype=torch.float64)
+    torch.manual_seed(7)
+    rng = torch.get_rng_state()
+    chain = profile(base, x)
+    assert torch.equal(rng, torch.get_rng_state())
+    for k, v in base.state_dict().items():
+        assert torch.equal(v, before[k]), k
+    assert all(p.grad is None for p in base.parameters())
+    assert chain.n_steps == len(base) and chain.state(0) == 16 * 8 * 8
