@@ -17,8 +17,9 @@ schedule is planned within the budget (the heterogeneous DP by default) and exec
   require grad, work with ``torch.autograd.grad``, and accumulate over layers that share them.
 
 What the budget covers: the activations the plan keeps between forward and backward, i.e. the stored
-layer inputs (snapshots) plus everything autograd saves for the layers whose tapes are live (their
-inputs and outputs included). Not covered: parameters and their gradients, optimizer state, the input
+layer inputs (snapshots) plus everything autograd saves for the layers whose tapes are live (and the
+input of a recording that starts a segment). Consecutive recorded layers form one autograd graph, as in
+the plain model, so nothing else is held at their boundaries. Not covered: parameters and their gradients, optimizer state, the input
 you pass and the output returned, and the temporaries inside one layer's forward or backward.
 
 Only this module imports torch.
@@ -33,6 +34,7 @@ from typing import Any, Literal, Sequence
 
 import torch
 from torch import nn
+from torch.autograd.graph import get_gradient_edge
 
 import revolve
 from revolve import Advance, Chain, Discard, InfeasibleBudget, Record, Restore, Reverse, Schedule, Snapshot
@@ -112,10 +114,11 @@ def _get_rng(x: torch.Tensor):
 def _replay(layer: nn.Module, rng_state, x: torch.Tensor):
     """Run a recomputation: the first run's RNG state, the caller's stream untouched, buffers restored."""
     saved = [(b, b.detach().clone()) for b in layer.buffers()]
-    with torch.random.fork_rng(devices=_rng_devices(x)):
-        torch.set_rng_state(rng_state[0])
-        if rng_state[1] is not None:
-            torch.cuda.set_rng_state(rng_state[1], x.device)
+    with torch.random.fork_rng(devices=_rng_devices(x), enabled=rng_state is not None):
+        if rng_state is not None:
+            torch.set_rng_state(rng_state[0])
+            if rng_state[1] is not None:
+                torch.cuda.set_rng_state(rng_state[1], x.device)
         try:
             yield
         finally:
@@ -153,13 +156,15 @@ def profile(model, example_input: torch.Tensor, *, repeats: int = 3) -> Chain:
 
     Per layer: forward time (no grad), backward time (record + reverse minus forward), the size of its
     input and output, and the bytes autograd saves for its backward (storages counted once, views
-    skipped, parameters and buffers excluded; the layer's input and output included). Times are medians
+    skipped, parameters and buffers excluded; the layer's input included, as a recording that starts a
+    segment keeps it alive). Times are medians
     of ``repeats`` runs (CUDA events on a GPU). Profiling leaves the model as it found it: buffers such
     as BatchNorm statistics are restored, the caller's RNG stream is untouched, no ``.grad`` is written.
 
     Example:
         >>> import torch
         >>> from torch import nn
+from torch.autograd.graph import get_gradient_edge
         >>> chain = profile(nn.Sequential(nn.Linear(8, 8), nn.Tanh()), torch.randn(4, 8))
         >>> chain.n_steps, chain.state(0)
         (2, 128.0)
@@ -187,8 +192,7 @@ def profile(model, example_input: torch.Tensor, *, repeats: int = 3) -> Chain:
                     with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(saved.pack, saved.unpack), \
                             _no_in_place(li, layer):
                         out = layer(x_in)
-                    saved.add(out)
-                    saved.add(x_in)
+                    saved.add(x_in)  # conservative: at a segment start the input is a leaf that stays alive
                     inputs = [x_in] + [p for p in layer.parameters() if p.requires_grad]
                     if out.requires_grad:
                         torch.autograd.grad(out, inputs, torch.ones_like(out), allow_unused=True)
@@ -286,6 +290,11 @@ class _Runner:
         self.n = schedule.n_steps
         self.params = params
         self.param_index = {id(p): k for k, p in enumerate(params)}
+        users: dict[int, set] = {}
+        for i, layer in enumerate(layers):
+            for p in layer.parameters():
+                users.setdefault(id(p), set()).add(i)
+        self.shared = {i for us in users.values() if len(us) > 1 for i in us}  # layers sharing a parameter
         self.owned = owned
         self.predicted = predicted
         self.schedule = repr(schedule)
@@ -297,6 +306,7 @@ class _Runner:
         self.held = self.peak = 0
         self.evaluations = 0
         self.x = None
+        self.x_in_graph = False  # the working state is the output of a step recorded just before
         self.cur = 0
         self.x0_needs_grad = False
 
@@ -323,9 +333,17 @@ class _Runner:
         layer = self.layers[i]
         self.evaluations += 1
         if i >= self.first_unseen:  # first evaluation: the plain model's RNG draws and buffer updates
-            self.rng[i] = _get_rng(x)
+            before = _get_rng(x)
+            y = layer(x)
+            after = _get_rng(x)
+            # keep the state only for layers that drew random numbers (dropout): a replay needs it
+            if not (torch.equal(before[0], after[0]) and (before[1] is None or torch.equal(before[1], after[1]))):
+                self.rng[i] = before
             self.first_unseen = i + 1
-            return layer(x)
+            return y
+        if i not in self.rng:  # deterministic layer: only its buffers need protecting
+            with _replay(layer, None, x):
+                return layer(x)
         with _replay(layer, self.rng[i], x):
             return layer(x)
 
@@ -333,52 +351,67 @@ class _Runner:
         """Run one action; True once the output x_n has been reached for the first time."""
         match action:
             case Advance(start=a, stop=b):
-                x = self.x
+                x = self.x.detach()
                 with torch.no_grad():
                     for i in range(a, b):
                         x = self._run_layer(i, x)
-                self.x, self.cur = x, b
+                self.x, self.cur, self.x_in_graph = x, b, False
             case Record(step=i):
-                x_in = self.x.detach()
-                if i > 0 or self.x0_needs_grad:
-                    x_in.requires_grad_(True)
+                layer = self.layers[i]
+                x = self.x
+                if self.x_in_graph and x.requires_grad and i not in self.shared and i - 1 not in self.shared:
+                    # the previous step was recorded just now: continue its graph, as plain autograd does, so
+                    # that only what the layers save stays alive (no tensor is held at the boundary). Layers
+                    # sharing parameters are cut off on both sides: a reverse must not reach another layer's
+                    # use of a parameter through the graph
+                    leaf = None
+                    x_in = x
+                else:
+                    leaf = x.detach()
+                    if i > 0 or self.x0_needs_grad:
+                        leaf.requires_grad_(True)
+                    x_in = leaf
                 saved = _SavedStorages(self.owned)
                 with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(saved.pack, saved.unpack), \
-                        _no_in_place(i, self.layers[i]):
+                        _no_in_place(i, layer):
                     y = self._run_layer(i, x_in)
-                saved.add(y)
-                saved.add(x_in)
-                self.tapes[i] = (x_in, y, saved.sizes)
+                if leaf is not None and leaf.requires_grad:
+                    saved.add(leaf)  # a leaf is kept alive by its gradient accumulator
+                identity = y is x_in
+                in_edge = get_gradient_edge(x_in) if x_in.requires_grad else None
+                out_edge = get_gradient_edge(y) if y.requires_grad and not identity else None
+                self.tapes[i] = (out_edge, in_edge, identity, saved.sizes)
                 self._hold(saved.sizes)
-                self.x, self.cur = y.detach(), i + 1
+                self.x, self.cur, self.x_in_graph = y, i + 1, True
             case Reverse(step=i):
-                x_in, y, sizes = self.tapes.pop(i)
-                layer_params = [p for p in self.layers[i].parameters() if p.requires_grad]
-                wrt = ([x_in] if x_in.requires_grad else []) + layer_params
-                if y.requires_grad and wrt:
-                    grads = torch.autograd.grad(y, wrt, self.adj, allow_unused=True)
-                else:
-                    grads = [None] * len(wrt)
-                if x_in.requires_grad:
-                    self.adj, grads = grads[0], grads[1:]
-                else:
-                    self.adj = None
-                for p, g in zip(layer_params, grads):
-                    if g is None:
-                        continue
-                    k = self.param_index[id(p)]
-                    self.param_grads[k] = g if self.param_grads[k] is None else self.param_grads[k] + g
-                del x_in, y
+                out_edge, in_edge, identity, sizes = self.tapes.pop(i)
+                if not identity:
+                    layer_params = [p for p in self.layers[i].parameters() if p.requires_grad]
+                    wrt = ([in_edge] if in_edge is not None else []) + layer_params
+                    if out_edge is not None and wrt:
+                        grads = list(torch.autograd.grad([out_edge], wrt, [self.adj], allow_unused=True))
+                    else:
+                        grads = [None] * len(wrt)
+                    if in_edge is not None:
+                        self.adj = grads.pop(0)
+                    else:
+                        self.adj = None
+                    for p, g in zip(layer_params, grads):
+                        if g is None:
+                            continue
+                        k = self.param_index[id(p)]
+                        self.param_grads[k] = g if self.param_grads[k] is None else self.param_grads[k] + g
                 self._release(sizes)
             case Snapshot(index=k):
-                key, size = _storage_key(self.x)
-                self.snapshots[k] = (self.x, self.x._version)
+                t = self.x.detach()
+                key, size = _storage_key(t)
+                self.snapshots[k] = (t, t._version)
                 self._hold({key: size} if key not in self.owned else {})
             case Restore(index=k):
                 t, version = self.snapshots[k]
                 if t._version != version:
                     raise RuntimeError(_IN_PLACE.format(i=k, layer=self.layers[k]) + " (its stored input changed)")
-                self.x, self.cur = t, k
+                self.x, self.cur, self.x_in_graph = t, k, False
             case Discard(index=k):
                 t, _ = self.snapshots.pop(k)
                 key, size = _storage_key(t)
@@ -392,7 +425,7 @@ class _Runner:
         self.x, self.output = x.detach(), None
         for action in self.actions:
             if self._step(action):
-                self.output = self.x
+                self.output = self.x.detach()
                 return self.output
         raise revolve.RevolveInternalError("torch adapter: the schedule never reached the output")
 
@@ -403,20 +436,27 @@ class _Runner:
             for action in self.actions:
                 self._step(action)
         self.snapshots.clear()
-        return self.adj, self.param_grads
+        # hand the gradients over without keeping references: autograd then adopts them instead of copying
+        adj, grads = self.adj, self.param_grads
+        self.adj = self.param_grads = None
+        return adj, grads
 
 
 class _ScheduledChain(torch.autograd.Function):
     @staticmethod
     def forward(ctx, runner: _Runner, x: torch.Tensor, *params):
         ctx.runner = runner
-        return runner.forward(x, x0_needs_grad=ctx.needs_input_grad[1]).clone()
+        return runner.forward(x, x0_needs_grad=ctx.needs_input_grad[1])
 
     @staticmethod
     def backward(ctx, grad_out):
-        gx, gparams = ctx.runner.backward(grad_out)
-        ctx.runner.on_done()
-        return (None, gx if ctx.needs_input_grad[1] else None, *gparams)
+        runner = ctx.runner
+        gx, gparams = runner.backward(grad_out)
+        runner.on_done()
+        ctx.runner = None
+        out = (None, gx if ctx.needs_input_grad[1] else None, *gparams)
+        del gx, gparams
+        return out
 
 
 class CheckpointedSequential(nn.Module):
@@ -440,6 +480,7 @@ class CheckpointedSequential(nn.Module):
     Example:
         >>> import torch
         >>> from torch import nn
+from torch.autograd.graph import get_gradient_edge
         >>> net = CheckpointedSequential(nn.Sequential(nn.Linear(16, 16), nn.Tanh(), nn.Linear(16, 1)), memory="64KiB")
         >>> net(torch.randn(8, 16)).sum().backward()
     """

@@ -7,6 +7,8 @@
     revolve frontier --chain CHAIN.json [--csv FILE]
     revolve simulate FILE [--chain CHAIN.json]
     revolve cost --steps N --snapshots S
+    revolve plot tradeoff [--steps N ...] [--out DIR]
+    revolve plot frontier --chain CHAIN.json [--out DIR]
     revolve demo
 
 A user error prints one line naming the problem and exits with status 2.
@@ -82,6 +84,17 @@ def _build_parser() -> argparse.ArgumentParser:
     q.add_argument("--steps", type=_positive_int, required=True)
     q.add_argument("--snapshots", type=_positive_int, required=True)
 
+    q = sub.add_parser("plot", help="draw tradeoff plots (PNG and CSV)")
+    plots = q.add_subparsers(dest="plot", required=True, parser_class=_Parser)
+    r = plots.add_parser("tradeoff", help="recomputation ratio against memory for uniform chains")
+    r.add_argument("--steps", type=_positive_int, nargs="+", default=[100, 1000, 10_000, 100_000, 1_000_000])
+    r.add_argument("--tape-states", type=float, default=10.0, help="size of a tape in states (default 10)")
+    r.add_argument("--out", default=".", help="output folder (default: current)")
+    r = plots.add_parser("frontier", help="time against memory for a heterogeneous chain: DP vs baselines")
+    r.add_argument("--chain", required=True, help="chain JSON file")
+    r.add_argument("--slots", type=_positive_int, default=500)
+    r.add_argument("--out", default=".", help="output folder (default: current)")
+
     q = sub.add_parser("demo", help="the built-in demo")
     q.add_argument("--steps", type=_positive_int, default=None, help="time steps (default: the demo's own)")
     q.add_argument("--points", type=_positive_int, default=None, help="grid points (default: the demo's own)")
@@ -144,6 +157,15 @@ def _run(args) -> int:
         print(f"t({n}, {s}) = {t} advances; repetition number r = {revolve.repetition_number(n, snapshots=s)}; "
               f"forward evaluations {t + n}; recomputation ratio {(t + n) / n:.4f}")
         return 0
+    if args.command == "plot":
+        from . import plotting
+
+        if args.plot == "tradeoff":
+            png, csv_path = plotting.plot_tradeoff(args.steps, args.out, tape_states=args.tape_states)
+        else:
+            png, csv_path = plotting.plot_frontier(revolve.Chain.from_json(args.chain), args.out, slots=args.slots)
+        print(f"wrote {png} and {csv_path}")
+        return 0
     if args.command == "demo":
         from .demo import run_demo
 
@@ -160,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except (ValueError, TypeError) as e:
+    except (ValueError, TypeError, ImportError) as e:
         # revolve's own user errors name the function, argument and allowed values;
         # REVOLVE_DEBUG=1 shows the traceback instead
         if os.environ.get("REVOLVE_DEBUG"):

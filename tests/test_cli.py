@@ -97,15 +97,3 @@ def test_demo_small(capsys):
     assert main(["demo", "--steps", "30", "--points", "512", "--memory", "256KiB"]) == 0
     out = capsys.readouterr().out
     assert "store-all would hold" in out and "central differences" in out
-
-
-def test_experiment_scripts_quick():
-    import importlib.util
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parents[1] / "experiments"
-    for name, argv in (("burgers_gradient", ["--quick"]), ("lorenz_gradient", ["--steps", "100"])):
-        spec = importlib.util.spec_from_file_location(name, root / f"{name}.py")
-        mod = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(mod)
-        assert mod.main(argv) == 0

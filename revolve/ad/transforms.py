@@ -487,20 +487,10 @@ def jacobian_sparsity(f: Callable, x, *, trials: int = 2, seed: int = 0) -> np.n
     return pattern
 
 
-def color_columns(pattern) -> np.ndarray:
-    """Greedy coloring of the column intersection graph: columns sharing a nonzero row get distinct colors.
-
-    Columns are visited by decreasing number of nonzeros (largest first). Returns one color per column.
-    """
-    P = np.asarray(pattern, dtype=bool)
-    if P.ndim != 2:
-        raise ValueError(f"revolve.ad.color_columns: pattern must be 2-D (outputs x inputs), got shape {P.shape}")
-    m, n = P.shape
-    rows_of = [np.flatnonzero(P[:, j]) for j in range(n)]
-    order = sorted(range(n), key=lambda j: -len(rows_of[j]))
-    colors = np.full(n, -1, dtype=np.int64)
-    # row_colors[r] = colors already used by a column with a nonzero in row r
-    row_colors: list[set] = [set() for _ in range(m)]
+def _greedy(rows_of: list, order, m: int) -> np.ndarray:
+    """Greedy coloring of columns in ``order``: each takes the least color unused by a column sharing a row."""
+    colors = np.full(len(rows_of), -1, dtype=np.int64)
+    row_colors: list[set] = [set() for _ in range(m)]  # colors already used in each row
     for j in order:
         used = set()
         for r in rows_of[j]:
@@ -512,6 +502,50 @@ def color_columns(pattern) -> np.ndarray:
         for r in rows_of[j]:
             row_colors[r].add(c)
     return colors
+
+
+def _smallest_last(rows_of: list, cols_of_row: list) -> list[int]:
+    """Smallest-last ordering of the column intersection graph (Matula and Beck)."""
+    n = len(rows_of)
+    nbrs = [set() for _ in range(n)]
+    for j in range(n):
+        for r in rows_of[j]:
+            nbrs[j].update(cols_of_row[r])
+        nbrs[j].discard(j)
+    degree = [len(x) for x in nbrs]
+    removed = [False] * n
+    order = []
+    for _ in range(n):
+        j = min((k for k in range(n) if not removed[k]), key=lambda k: degree[k])
+        removed[j] = True
+        order.append(j)
+        for k in nbrs[j]:
+            if not removed[k]:
+                degree[k] -= 1
+    return order[::-1]
+
+
+def color_columns(pattern) -> np.ndarray:
+    """Greedy coloring of the column intersection graph: columns sharing a nonzero row get distinct colors.
+
+    Tries the natural, largest-first and (for up to 2,000 columns) smallest-last orders and keeps the
+    coloring with the fewest colors. Returns one color per column.
+    """
+    P = np.asarray(pattern, dtype=bool)
+    if P.ndim != 2:
+        raise ValueError(f"revolve.ad.color_columns: pattern must be 2-D (outputs x inputs), got shape {P.shape}")
+    m, n = P.shape
+    rows_of = [np.flatnonzero(P[:, j]) for j in range(n)]
+    orders = [range(n), sorted(range(n), key=lambda j: -len(rows_of[j]))]
+    if n <= 2000:
+        cols_of_row = [np.flatnonzero(P[r]) for r in range(m)]
+        orders.append(_smallest_last(rows_of, cols_of_row))
+    best = None
+    for order in orders:
+        colors = _greedy(rows_of, order, m)
+        if best is None or colors.max(initial=-1) < best.max(initial=-1):
+            best = colors
+    return best
 
 
 def sparse_jacobian(f: Callable, x, *, sparsity=None, colors=None) -> np.ndarray:

@@ -1,0 +1,100 @@
+"""The PyTorch adapter on a GPU: exactness checks and the benchmark, in one go.
+
+    python3 experiments/torch_cuda_check.py [--out DIR]
+
+Runs, on CUDA (exits with status 2 and a message where none is available):
+  1. exactness: a mixed model with dropout, BatchNorm and shared parameters, float32 and float64, every
+     strategy, budgets from the smallest feasible to store-all: outputs, input and parameter gradients,
+     BatchNorm buffers and the CUDA RNG state after the step must equal the plain model's bitwise;
+  2. memory: the CUDA allocator's peak above the step's starting point, against the plan's prediction
+     and the budget;
+  3. the benchmark of experiments/bench_torch.py with --device cuda (CSV and PNG into --out).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import sys
+from pathlib import Path
+
+import torch
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import revolve  # noqa: E402
+from revolve.integrations.torch import CheckpointedSequential, plan, profile  # noqa: E402
+
+
+def model(dtype, device):
+    torch.manual_seed(0)
+    shared = nn.Linear(256, 256)
+    return nn.Sequential(nn.Linear(64, 512), nn.Tanh(), nn.Linear(512, 256), nn.BatchNorm1d(256), nn.ReLU(),
+                         shared, nn.Dropout(0.2), shared, nn.GELU(), nn.Linear(256, 1024), nn.Tanh(),
+                         nn.Linear(1024, 8)).to(device=device, dtype=dtype)
+
+
+def step(net, x, seed):
+    torch.manual_seed(seed)
+    out = net(x)
+    out.square().sum().backward()
+    return out, torch.cuda.get_rng_state()
+
+
+def exactness(device) -> int:
+    failures = 0
+    for dtype in (torch.float32, torch.float64):
+        base = model(dtype, device)
+        x0 = torch.randn(128, 64, device=device, dtype=dtype)
+        chain = profile(base, x0)
+        top = revolve.simulate(revolve.store_all(chain.n_steps), chain).peak_memory
+        for strategy in ("optimal", "binomial", "periodic", "store_all"):
+            try:
+                plan(chain, memory=1.0, strategy=strategy)
+                low = 1.0
+            except revolve.InfeasibleBudget as e:
+                low = e.minimum
+            for memory in sorted({low, (low + top) / 2, top}) if strategy != "store_all" else [top]:
+                plain, mine = copy.deepcopy(base), copy.deepcopy(base)
+                xp, xo = x0.clone().requires_grad_(), x0.clone().requires_grad_()
+                out_p, rng_p = step(plain, xp, 5)
+                net = CheckpointedSequential(mine, memory=memory, strategy=strategy)
+                net.plan_for(xo)
+                torch.cuda.synchronize()
+                torch.cuda.reset_peak_memory_stats()
+                start = torch.cuda.memory_allocated()
+                out_o, rng_o = step(net, xo, 5)
+                torch.cuda.synchronize()
+                peak = torch.cuda.max_memory_allocated() - start
+                ok = torch.equal(out_p, out_o) and torch.equal(xp.grad, xo.grad) and torch.equal(rng_p, rng_o)
+                ok &= all(torch.equal(a.grad, b.grad) for a, b in zip(plain.parameters(), mine.parameters()))
+                ok &= all(torch.equal(a, b) for a, b in zip(plain.buffers(), mine.buffers()))
+                ok &= net.last_stats.peak_bytes <= memory
+                failures += not ok
+                print(f"{'ok  ' if ok else 'FAIL'} {str(dtype):<14} {strategy:<9} budget {revolve.format_bytes(memory):>11}  "
+                      f"held {revolve.format_bytes(net.last_stats.peak_bytes):>11}  predicted "
+                      f"{revolve.format_bytes(net.last_stats.predicted_bytes):>11}  CUDA allocator peak {revolve.format_bytes(peak):>11}")
+    return failures
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", type=Path, default=Path("docs/figures/cuda"))
+    args = ap.parse_args()
+    if not torch.cuda.is_available():
+        print("torch_cuda_check: no CUDA device is available", file=sys.stderr)
+        return 2
+    device = torch.device("cuda")
+    print(f"device: {torch.cuda.get_device_name(device)}, torch {torch.__version__}")
+    failures = exactness(device)
+    print(f"exactness: {failures} failure(s)")
+    import bench_torch
+
+    bench_torch.main(["--device", "cuda", "--out", str(args.out)])
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    sys.exit(main())
