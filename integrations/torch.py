@@ -164,7 +164,6 @@ def profile(model, example_input: torch.Tensor, *, repeats: int = 3) -> Chain:
     Example:
         >>> import torch
         >>> from torch import nn
-from torch.autograd.graph import get_gradient_edge
         >>> chain = profile(nn.Sequential(nn.Linear(8, 8), nn.Tanh()), torch.randn(4, 8))
         >>> chain.n_steps, chain.state(0)
         (2, 128.0)
@@ -480,7 +479,6 @@ class CheckpointedSequential(nn.Module):
     Example:
         >>> import torch
         >>> from torch import nn
-from torch.autograd.graph import get_gradient_edge
         >>> net = CheckpointedSequential(nn.Sequential(nn.Linear(16, 16), nn.Tanh(), nn.Linear(16, 1)), memory="64KiB")
         >>> net(torch.randn(8, 16)).sum().backward()
     """

@@ -263,7 +263,7 @@ def gradient(
         >>> r = gradient(step, np.ones(3), n_steps=100, loss=lambda x: ad.sum(x ** 2),
         ...              params={"a": np.array(2.0)}, snapshots=4)
         >>> r.stats.forward_evaluations, r.grad_x0.shape
-        (423, (3,))
+        (474, (3,))
     """
     where = "revolve.gradient"
     n = check_int(where, "n_steps", n_steps, minimum=1)

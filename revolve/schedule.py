@@ -36,7 +36,7 @@ class Schedule:
         >>> s
         Schedule(kind='binomial', n_steps=4, snapshots=2)
         >>> list(s)[:3]
-        [Snapshot(index=0, storage='ram'), Advance(start=0, stop=2), Snapshot(index=2, storage='ram')]
+        [Snapshot(index=0, storage='ram'), Advance(start=0, stop=1), Snapshot(index=1, storage='ram')]
     """
 
     __slots__ = ("_factory", "n_steps", "kind", "params")

@@ -103,7 +103,7 @@ def simulate(schedule: Schedule | Iterable, chain: Chain | None = None, *, n_ste
     Example:
         >>> from revolve import binomial, simulate
         >>> simulate(binomial(10, snapshots=3)).advances
-        18
+        15
     """
     where = "revolve.simulate"
     if isinstance(schedule, Schedule):

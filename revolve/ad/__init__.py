@@ -10,7 +10,7 @@ Example:
     >>> from revolve import ad
     >>> f = lambda x: ad.sum(ad.tanh(x) ** 2)
     >>> ad.grad(f)(np.array([0.5, -1.0])).round(4)
-    array([ 0.7864, -0.6397])
+    array([ 0.7269, -0.6397])
 """
 
 from . import rules as _rules
