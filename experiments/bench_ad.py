@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import median_time  # noqa: E402
 
 from revolve import ad  # noqa: E402
 
@@ -65,16 +65,6 @@ def matrix_product(n=200, k=8):
         return ad.sum(p * p)
 
     return f, (mats,)
-
-
-def median_time(fn, repeats):
-    fn()  # warm-up
-    ts = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t)
-    return statistics.median(ts)
 
 
 # Arrays of 10^5 doubles exceed glibc's mmap threshold: every temporary would be a fresh mmap whose

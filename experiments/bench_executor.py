@@ -15,7 +15,6 @@
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import time
 import tracemalloc
@@ -23,7 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import median_time  # noqa: E402
 
 import revolve  # noqa: E402
 from revolve import ad  # noqa: E402
@@ -31,25 +32,15 @@ from revolve.demo import DEFAULT_MEMORY, DEFAULT_POINTS, DEFAULT_STEPS  # noqa: 
 from revolve.examples import burgers  # noqa: E402
 
 
-def median(fn, repeats=9):
-    fn()
-    ts = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t)
-    return statistics.median(ts)
-
-
 def overhead(points, n, snapshots):
     step, u0, p, loss = burgers(points)
-    t_step = median(lambda: step(u0, p, 0))
+    t_step = median_time(lambda: step(u0, p, 0), 9)
 
     def rec_rev():
         y, pull = ad.vjp(lambda u, pp: step(u, pp, 0), u0, p)
         pull(np.ones_like(y))
 
-    t_rr = median(rec_rev)
+    t_rr = median_time(rec_rev, 9)
     r = revolve.gradient(step, u0, n_steps=n, loss=loss, params=p, snapshots=snapshots)
     ideal = r.stats.advances * t_step + n * t_rr + r.stats.time_loss
     return t_step, t_rr, r.stats, r.stats.wall_time / ideal
@@ -79,8 +70,19 @@ def main() -> int:
     planned = r.stats.predicted.peak_memory
     store_all = DEFAULT_STEPS * r.stats.tape_bytes
     fmt = revolve.format_bytes
-    print(f"   plan {fmt(planned)}; executor's own count {fmt(r.stats.peak_bytes)}; tracemalloc peak {fmt(traced)} "
-          f"(includes the working state, the adjoint and a step's temporaries)")
+    # what one record + reverse needs beyond the model's count: the working state, the adjoint, the step's
+    # forward and backward temporaries (measured alone, nothing stored)
+    tracemalloc.start()
+    base1 = tracemalloc.get_traced_memory()[0]
+    y, pull = ad.vjp(lambda u, pp: step(u, pp, 0), u0, p)
+    tape_alone = pull.tape_bytes(exclude=p)
+    pull(np.ones_like(y))
+    one_step = tracemalloc.get_traced_memory()[1] - base1
+    tracemalloc.stop()
+    del y, pull
+    print(f"   plan {fmt(planned)}; executor's own count {fmt(r.stats.peak_bytes)}; tracemalloc peak {fmt(traced)}")
+    print(f"   one record + reverse alone peaks at {fmt(one_step)} (its tape {fmt(tape_alone)}): plan + that beyond the tape "
+          f"= {fmt(planned + one_step - tape_alone)}, against the {fmt(traced)} traced")
     print(f"   store-all would need {fmt(store_all)}: the demo holds {traced / store_all:.2%} of it")
 
     n = 200

@@ -30,7 +30,7 @@ from __future__ import annotations
 import contextlib
 import time
 from dataclasses import dataclass
-from typing import Any, Literal, Sequence
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -144,21 +144,41 @@ def _no_in_place(i: int, layer: nn.Module):
         raise
 
 
-def _sync(x):
-    if x.device.type == "cuda":
-        torch.cuda.synchronize(x.device)
+class _Timer:
+    """Seconds spent in a block: CUDA events on a GPU (device time), perf_counter on the CPU."""
+
+    def __init__(self, device: torch.device):
+        self.cuda = device.type == "cuda"
+        self.seconds = 0.0
+
+    def __enter__(self):
+        if self.cuda:
+            self.start, self.end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            self.start.record()
+        else:
+            self.t = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc):
+        if self.cuda:
+            self.end.record()
+            self.end.synchronize()
+            self.seconds = self.start.elapsed_time(self.end) / 1000.0
+        else:
+            self.seconds = time.perf_counter() - self.t
+        return False
 
 
 # ---- profiling ---------------------------------------------------------------------------------------
 
-def profile(model, example_input: torch.Tensor, *, repeats: int = 3) -> Chain:
+def profile(model, example_input: torch.Tensor, *, repeats: int = 5) -> Chain:
     """Measure each layer and return the ``revolve.Chain`` the planners need.
 
     Per layer: forward time (no grad), backward time (record + reverse minus forward), the size of its
     input and output, and the bytes autograd saves for its backward (storages counted once, views
     skipped, parameters and buffers excluded; the layer's input included, as a recording that starts a
     segment keeps it alive). Times are medians
-    of ``repeats`` runs (CUDA events on a GPU). Profiling leaves the model as it found it: buffers such
+    of ``repeats`` runs after a warm-up run (CUDA events on a GPU). Profiling leaves the model as it found it: buffers such
     as BatchNorm statistics are restored, the caller's RNG stream is untouched, no ``.grad`` is written.
 
     Example:
@@ -178,26 +198,23 @@ def profile(model, example_input: torch.Tensor, *, repeats: int = 3) -> Chain:
         with torch.random.fork_rng(devices=_rng_devices(x)):
             for li, layer in enumerate(layers):
                 ft, bt, tape, y = [], [], 0, None
-                for _ in range(max(1, repeats)):
-                    _sync(x)
-                    t = time.perf_counter()
-                    with torch.no_grad():
+                for rep in range(max(1, repeats) + 1):  # the first run only warms up
+                    with torch.no_grad(), _Timer(x.device) as timer:
                         y = layer(x)
-                    _sync(x)
-                    ft.append(time.perf_counter() - t)
+                    ft.append(timer.seconds)
                     saved = _SavedStorages(owned)
                     x_in = x.detach().requires_grad_(x.is_floating_point())
-                    t = time.perf_counter()
-                    with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(saved.pack, saved.unpack), \
-                            _no_in_place(li, layer):
-                        out = layer(x_in)
+                    with _Timer(x.device) as timer:
+                        with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(saved.pack, saved.unpack), \
+                                _no_in_place(li, layer):
+                            out = layer(x_in)
+                        inputs = [x_in] + [p for p in layer.parameters() if p.requires_grad]
+                        if out.requires_grad:
+                            torch.autograd.grad(out, inputs, torch.ones_like(out), allow_unused=True)
                     saved.add(x_in)  # conservative: at a segment start the input is a leaf that stays alive
-                    inputs = [x_in] + [p for p in layer.parameters() if p.requires_grad]
-                    if out.requires_grad:
-                        torch.autograd.grad(out, inputs, torch.ones_like(out), allow_unused=True)
-                    _sync(x)
-                    bt.append(max(time.perf_counter() - t - ft[-1], 0.0))
+                    bt.append(max(timer.seconds - ft[-1], 0.0))
                     tape = sum(saved.sizes.values())
+                ft, bt = ft[1:], bt[1:]
                 fwd.append(sorted(ft)[len(ft) // 2])
                 bwd.append(sorted(bt)[len(bt) // 2])
                 tapes.append(float(tape))

@@ -27,7 +27,7 @@ def run_demo(*, steps: int | None = None, points: int | None = None, memory: str
     tune_allocator()
     step, u0, params, loss = burgers(N)
     print(f"revolve demo: viscous Burgers equation, {N:,} grid points, {n:,} RK2 steps (dt = {step.dt:.3g})")
-    print(f"gradient of the final energy with respect to the initial state u0 and the viscosity nu\n")
+    print("gradient of the final energy with respect to the initial state u0 and the viscosity nu\n")
 
     m = measure_step(step, u0, params)
     plan = plan_for_memory(m, n, budget)

@@ -132,7 +132,7 @@ def _tape_bytes(pull, params) -> int:
 def measure_step(step: Callable, x0, params=None, *, index: int = 0) -> StepMeasurement:
     """Measure one step's state size, tape size, forward time and record + reverse time with the engine."""
     t = time.perf_counter()
-    y = step(x0, params, index)
+    step(x0, params, index)
     forward = time.perf_counter() - t
     t = time.perf_counter()
     y2, pull = _record(step, x0, params, index)
@@ -192,15 +192,15 @@ class _Progress:
             enabled = sys.stderr.isatty()
             if enabled:
                 try:
-                    import tqdm  # noqa: F401
+                    import tqdm.auto  # noqa: F401
                 except ImportError:
                     enabled = False
         if enabled:
             try:
-                from tqdm.auto import tqdm
+                from tqdm.auto import tqdm as bar
             except ImportError:
                 raise ImportError("revolve.gradient: progress=True needs tqdm (pip install tqdm)") from None
-            self.bar = tqdm(total=n, desc="revolve: reversed steps", unit="step", leave=False)
+            self.bar = bar(total=n, desc="revolve: reversed steps", unit="step", leave=False)
 
     def update(self):
         if self.bar is not None:

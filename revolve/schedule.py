@@ -5,10 +5,10 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import tempfile
 from typing import Callable, Iterable, Iterator
 
 from ._check import check_int
+from ._io import atomic_file
 from .actions import Action, action_from_json
 
 __all__ = ["Schedule"]
@@ -86,28 +86,17 @@ class Schedule:
         The document is written to a temporary file beside ``path`` and renamed over it, so an error or an
         interrupt leaves no half-written file behind.
         """
-        path = os.fspath(path)
-        directory = os.path.dirname(os.path.abspath(path))
-        fd, tmp = tempfile.mkstemp(prefix=".revolve-", suffix=".json.tmp", dir=directory)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                head = json.dumps(self._header())
-                f.write(head[:-1] + ', "actions": [')
-                dumps = json.dumps
-                first = True
-                for a in self:
-                    if not first:
-                        f.write(",\n")
-                    f.write(dumps(a.to_json()))
-                    first = False
-                f.write("]}\n")
-            os.replace(tmp, path)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
+        with atomic_file(path, "w", encoding="utf-8") as f:
+            head = json.dumps(self._header())
+            f.write(head[:-1] + ', "actions": [')
+            dumps = json.dumps
+            first = True
+            for a in self:
+                if not first:
+                    f.write(",\n")
+                f.write(dumps(a.to_json()))
+                first = False
+            f.write("]}\n")
 
     @classmethod
     def from_json(cls, source: str | bytes | dict) -> "Schedule":

@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from ._io import atomic_file
+
 __all__ = ["RAMStorage", "DiskStorage", "SnapshotCorrupted", "make_backend"]
 
 
@@ -82,21 +84,12 @@ class DiskStorage:
         header = json.dumps([[x.dtype.str, list(x.shape)] for x in leaves]).encode() + b"\n"
         h = hashlib.sha256(header)
         path = self._path(index)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=self.root)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(header)
-                for x in leaves:
-                    data = np.ascontiguousarray(x).data
-                    h.update(data)
-                    f.write(data)
-            os.replace(tmp, path)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
+        with atomic_file(path, "wb") as f:
+            f.write(header)
+            for x in leaves:
+                data = np.ascontiguousarray(x).data
+                h.update(data)
+                f.write(data)
         self._meta[index] = (path, h.hexdigest(), tree)
         return int(sum(x.nbytes for x in leaves))
 

@@ -255,3 +255,11 @@ def test_invalid_schedule_rejected_before_work():
     with pytest.raises(ScheduleError, match="action #0"):
         gradient(lambda x, p, i: calls.append(i) or x * 1.0, np.ones(2), n_steps=2, loss=lambda x: ad.sum(x), schedule=sched)
     assert len(calls) <= 2  # only the measurement of one step ran
+
+
+def test_progress_bar_does_not_change_the_result(capsys):
+    step = lambda x, p, i: x * 0.99 + 0.01  # noqa: E731
+    a = gradient(step, np.ones(3), n_steps=50, loss=lambda x: ad.sum(x ** 2), snapshots=3, progress=True)
+    b = gradient(step, np.ones(3), n_steps=50, loss=lambda x: ad.sum(x ** 2), snapshots=3, progress=False)
+    assert np.array_equal(a.grad_x0, b.grad_x0)
+    assert "reversed steps" in capsys.readouterr().err

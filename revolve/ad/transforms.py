@@ -157,19 +157,24 @@ def _select(args, argnums):
     return single, tuple(a % len(args) for a in nums)
 
 
+def _restrict(f: Callable, args: tuple, nums: tuple) -> Callable:
+    """f as a function of the arguments at positions ``nums`` only, the others fixed to ``args``."""
+
+    def g(*chosen):
+        full = list(args)
+        for a, c in zip(nums, chosen):
+            full[a] = c
+        return f(*full)
+
+    return g
+
+
 def value_and_grad(f: Callable, argnums: int | Sequence[int] = 0) -> Callable:
     """A function returning ``(f(*args), gradient)`` for a scalar-valued ``f``; see ``grad``."""
 
     def wrapped(*args):
         single, nums = _select(args, argnums)
-
-        def g(*chosen):
-            full = list(args)
-            for a, c in zip(nums, chosen):
-                full[a] = c
-            return f(*full)
-
-        y, pullback = vjp(g, *(args[a] for a in nums))
+        y, pullback = vjp(_restrict(f, args, nums), *(args[a] for a in nums))
         shape = np.shape(value_of(y)) if not isinstance(y, (tuple, list, dict)) else None
         if shape is None or int(np.prod(shape)) != 1:
             got = "a " + type(y).__name__ if shape is None else f"shape {shape}"
@@ -383,15 +388,8 @@ def grad_cost(f: Callable, *args, argnums: int | Sequence[int] = 0) -> GradCost:
     """
     fc = cost(f, *args)
     single, nums = _select(args, argnums)
-
-    def g(*chosen):
-        full = list(args)
-        for a, ch in zip(nums, chosen):
-            full[a] = ch
-        return f(*full)
-
     with _Counting() as c:
-        y, pullback = vjp(g, *(args[a] for a in nums))
+        y, pullback = vjp(_restrict(f, args, nums), *(args[a] for a in nums))
         tape_bytes = pullback.tape_bytes()
         pullback(np.ones(np.shape(value_of(y)), dtype=np.asarray(value_of(y)).dtype))
     return GradCost(function=fc, gradient=OpCount(ops=c[0], flops=c[1]), tape_bytes=tape_bytes)
