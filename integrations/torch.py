@@ -17,10 +17,11 @@ schedule is planned within the budget (the heterogeneous DP by default) and exec
   require grad, work with ``torch.autograd.grad``, and accumulate over layers that share them.
 
 What the budget covers: the activations the plan keeps between forward and backward, i.e. the stored
-layer inputs (snapshots) plus everything autograd saves for the layers whose tapes are live (and the
-input of a recording that starts a segment). Consecutive recorded layers form one autograd graph, as in
-the plain model, so nothing else is held at their boundaries. Not covered: parameters and their gradients, optimizer state, the input
-you pass and the output returned, and the temporaries inside one layer's forward or backward.
+layer inputs (snapshots) plus everything autograd saves for the layers whose tapes are live. Consecutive
+recorded layers form one autograd graph, as in the plain model, and a recording that starts a segment
+takes its input as x + (-0.0) (bitwise x) rather than as a leaf, so nothing else is held. Not covered:
+parameters and their gradients, optimizer state, the input you pass and the output returned, and the
+temporaries inside one layer's forward or backward.
 
 Only this module imports torch.
 """
@@ -144,6 +145,18 @@ def _no_in_place(i: int, layer: nn.Module):
         raise
 
 
+def _graph_input(x: torch.Tensor) -> torch.Tensor:
+    """x as a non-leaf tensor of a fresh graph: x + (-0.0), bitwise equal to x (signed zeros included).
+
+    Its gradient edge is the addition's node, which saves nothing, so once the layers have saved what they
+    need no tensor of this size is held (a leaf would be kept alive by its gradient accumulator). The
+    addition runs under enable_grad: the caller records right after.
+    """
+    zero = torch.full((), -0.0, dtype=x.dtype, device=x.device, requires_grad=True)
+    with torch.enable_grad():
+        return x.detach() + zero
+
+
 class _Timer:
     """Seconds spent in a block: CUDA events on a GPU (device time), perf_counter on the CPU."""
 
@@ -176,8 +189,7 @@ def profile(model, example_input: torch.Tensor, *, repeats: int = 5) -> Chain:
 
     Per layer: forward time (no grad), backward time (record + reverse minus forward), the size of its
     input and output, and the bytes autograd saves for its backward (storages counted once, views
-    skipped, parameters and buffers excluded; the layer's input included, as a recording that starts a
-    segment keeps it alive). Times are medians
+    skipped, parameters and buffers excluded: exactly what a recording keeps until its reverse). Times are medians
     of ``repeats`` runs after a warm-up run (CUDA events on a GPU). Profiling leaves the model as it found it: buffers such
     as BatchNorm statistics are restored, the caller's RNG stream is untouched, no ``.grad`` is written.
 
@@ -199,19 +211,22 @@ def profile(model, example_input: torch.Tensor, *, repeats: int = 5) -> Chain:
             for li, layer in enumerate(layers):
                 ft, bt, tape, y = [], [], 0, None
                 for rep in range(max(1, repeats) + 1):  # the first run only warms up
+                    version = x._version
                     with torch.no_grad(), _Timer(x.device) as timer:
                         y = layer(x)
+                    if x._version != version:
+                        raise RuntimeError(_IN_PLACE.format(i=li, layer=layer))
                     ft.append(timer.seconds)
                     saved = _SavedStorages(owned)
-                    x_in = x.detach().requires_grad_(x.is_floating_point())
+                    x_in = _graph_input(x) if x.is_floating_point() else x.detach()
                     with _Timer(x.device) as timer:
                         with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(saved.pack, saved.unpack), \
                                 _no_in_place(li, layer):
                             out = layer(x_in)
-                        inputs = [x_in] + [p for p in layer.parameters() if p.requires_grad]
-                        if out.requires_grad:
-                            torch.autograd.grad(out, inputs, torch.ones_like(out), allow_unused=True)
-                    saved.add(x_in)  # conservative: at a segment start the input is a leaf that stays alive
+                        inputs = ([get_gradient_edge(x_in)] if x_in.requires_grad else []) + \
+                            [p for p in layer.parameters() if p.requires_grad]
+                        if out.requires_grad and out is not x_in:
+                            torch.autograd.grad([out], inputs, [torch.ones_like(out)], allow_unused=True)
                     bt.append(max(timer.seconds - ft[-1], 0.0))
                     tape = sum(saved.sizes.values())
                 ft, bt = ft[1:], bt[1:]
@@ -346,6 +361,13 @@ class _Runner:
                 del self.refs[key]
 
     def _run_layer(self, i: int, x: torch.Tensor) -> torch.Tensor:
+        version = x._version
+        y = self._evaluate(i, x)
+        if x._version != version:  # an in-place layer: it would alter stored inputs on recomputation
+            raise RuntimeError(_IN_PLACE.format(i=i, layer=self.layers[i]))
+        return y
+
+    def _evaluate(self, i: int, x: torch.Tensor) -> torch.Tensor:
         layer = self.layers[i]
         self.evaluations += 1
         if i >= self.first_unseen:  # first evaluation: the plain model's RNG draws and buffer updates
@@ -380,19 +402,15 @@ class _Runner:
                     # that only what the layers save stays alive (no tensor is held at the boundary). Layers
                     # sharing parameters are cut off on both sides: a reverse must not reach another layer's
                     # use of a parameter through the graph
-                    leaf = None
                     x_in = x
+                elif i > 0 or self.x0_needs_grad:
+                    x_in = _graph_input(x)  # a segment starts: a differentiable input that holds nothing
                 else:
-                    leaf = x.detach()
-                    if i > 0 or self.x0_needs_grad:
-                        leaf.requires_grad_(True)
-                    x_in = leaf
+                    x_in = x.detach()
                 saved = _SavedStorages(self.owned)
                 with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(saved.pack, saved.unpack), \
                         _no_in_place(i, layer):
                     y = self._run_layer(i, x_in)
-                if leaf is not None and leaf.requires_grad:
-                    saved.add(leaf)  # a leaf is kept alive by its gradient accumulator
                 identity = y is x_in
                 in_edge = get_gradient_edge(x_in) if x_in.requires_grad else None
                 out_edge = get_gradient_edge(y) if y.requires_grad and not identity else None
