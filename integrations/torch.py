@@ -19,7 +19,8 @@ schedule is planned within the budget (the heterogeneous DP by default) and exec
 What the budget covers: the activations the plan keeps between forward and backward, i.e. the stored
 layer inputs (snapshots) plus everything autograd saves for the layers whose tapes are live. Consecutive
 recorded layers form one autograd graph, as in the plain model, and a recording that starts a segment
-takes its input as x + (-0.0) (bitwise x) rather than as a leaf, so nothing else is held. Not covered:
+takes its input as a view of x through an identity autograd node rather than as a leaf, so nothing else
+is held. Not covered:
 parameters and their gradients, optimizer state, the input you pass and the output returned, and the
 temporaries inside one layer's forward or backward.
 
@@ -145,16 +146,27 @@ def _no_in_place(i: int, layer: nn.Module):
         raise
 
 
-def _graph_input(x: torch.Tensor) -> torch.Tensor:
-    """x as a non-leaf tensor of a fresh graph: x + (-0.0), bitwise equal to x (signed zeros included).
+class _Boundary(torch.autograd.Function):
+    """Identity that starts a fresh graph: a view of x (no copy) that requires grad through a scalar anchor."""
 
-    Its gradient edge is the addition's node, which saves nothing, so once the layers have saved what they
-    need no tensor of this size is held (a leaf would be kept alive by its gradient accumulator). The
-    addition runs under enable_grad: the caller records right after.
+    @staticmethod
+    def forward(ctx, anchor, x):
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return None, None  # never run: gradients are captured at this node's edge
+
+
+def _graph_input(x: torch.Tensor) -> torch.Tensor:
+    """x as the differentiable input of a recording that starts a segment, holding nothing itself.
+
+    A leaf would be kept alive by its gradient accumulator and ``x + 0`` would copy x; this view shares x's
+    storage (bitwise x), and its gradient edge, the boundary node, saves nothing.
     """
-    zero = torch.full((), -0.0, dtype=x.dtype, device=x.device, requires_grad=True)
+    anchor = torch.zeros((), dtype=x.dtype, device=x.device, requires_grad=True)
     with torch.enable_grad():
-        return x.detach() + zero
+        return _Boundary.apply(anchor, x.detach())
 
 
 class _Timer:
