@@ -10,7 +10,6 @@ includes the recorded forward pass and the backward pass.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -20,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import median_time  # noqa: E402
 
-from revolve import ad  # noqa: E402
+from revolve import ad, tune_allocator  # noqa: E402
 
 
 def stencil_step(n):
@@ -65,12 +64,6 @@ def matrix_product(n=200, k=8):
         return ad.sum(p * p)
 
     return f, (mats,)
-
-
-# Arrays of 10^5 doubles exceed glibc's mmap threshold: every temporary would be a fresh mmap whose
-# page faults (expensive in a VM) dominate the timings. Pin the allocator so time measures arithmetic.
-STABLE_MALLOC = {"MALLOC_MMAP_THRESHOLD_": "2000000000", "MALLOC_TRIM_THRESHOLD_": "2000000000",
-                 "MALLOC_TOP_PAD_": "268435456"}
 
 
 def torch_ratio(name, repeats):
@@ -130,9 +123,9 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeats", type=int, default=7)
     args = ap.parse_args()
-    if any(os.environ.get(k) != v for k, v in STABLE_MALLOC.items()):
-        os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **STABLE_MALLOC})
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    # Arrays of 10^5 doubles exceed glibc's first mmap threshold: every temporary would be a fresh mmap whose
+    # page faults (expensive in a VM) dominate the timings. Keep freed memory for reuse, for both engines.
+    tune_allocator()
     cases = [("stencil RK2 step, 10^5 points", *stencil_step(100_000)),
              ("stencil RK2 step, 10^4 points", *stencil_step(10_000)),
              ("MLP 4 x 256, batch 256", *mlp()),

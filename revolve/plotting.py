@@ -130,7 +130,7 @@ def plot_frontier(chain: Chain, out_dir: str | os.PathLike, *, name: str = "fron
                 drawstyle="steps-post" if method.startswith("optimal") else "default")
     ax.set_xlabel("peak memory: stored states + live tapes (MiB)")
     ax.set_ylabel("time (chain units)")
-    ax.set_title(f"Time against memory, {title} ({chain.n_steps} steps)")
+    ax.set_title(f"Time against memory: {title}\n{chain.n_steps} steps")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()

@@ -23,9 +23,13 @@ _counter: list | None = None  # [ops, flops] while ops are counted (see revolve.
 
 
 class Primitive:
-    """A primitive operation: its numpy implementation and a flop estimate. Its rules live in ``rules.py``."""
+    """A primitive operation: its numpy implementation and a flop estimate. Its rules live in ``rules.py``.
 
-    __slots__ = ("name", "impl", "vjp", "jvp", "flops")
+    ``keep_args`` (argument positions, or None for all) and ``keep_out`` say which values the VJP rule
+    reads; the tape keeps only those and a shape-only ``Meta`` for the rest.
+    """
+
+    __slots__ = ("name", "impl", "vjp", "jvp", "flops", "keep_args", "keep_out")
 
     def __init__(self, name: str, impl: Callable, flops: Callable | None = None):
         self.name = name
@@ -33,6 +37,26 @@ class Primitive:
         self.vjp: Callable | None = None
         self.jvp: Callable | None = None
         self.flops = flops
+        self.keep_args: tuple | None = None
+        self.keep_out = True
+
+
+class Meta:
+    """What the tape keeps of a value its VJP rule does not read: its shape and dtype."""
+
+    __slots__ = ("shape", "dtype")
+
+    def __init__(self, value):
+        self.shape = shape_of(value)
+        self.dtype = np.asarray(value_of(value)).dtype if not isinstance(value, Tracer) else value.dtype
+
+    def __repr__(self) -> str:
+        return f"Meta(shape={self.shape}, dtype={self.dtype})"
+
+
+def _slim(v):
+    """A shape-only stand-in for an array (or tracer) the tape need not keep; scalars stay as they are."""
+    return Meta(v) if isinstance(v, (np.ndarray, Tracer)) else v
 
     def __repr__(self) -> str:
         return f"Primitive({self.name})"
@@ -329,7 +353,11 @@ class RevTracer(Tracer):
             else:
                 vals.append(a)
         out = bind(prim, *vals, **params)
-        tape.nodes.append(Node(prim, vals, params, parents, out))
+        # keep only what the VJP rule reads (NOTE: rules of primitives with keep_args/keep_out read the
+        # other values' shapes only), so that the tape does not hold every intermediate array
+        keep = prim.keep_args
+        kept = vals if keep is None else [v if k in keep else _slim(v) for k, v in enumerate(vals)]
+        tape.nodes.append(Node(prim, kept, params, parents, out if prim.keep_out else _slim(out)))
         return RevTracer(out, tape, len(tape.nodes) - 1)
 
     def __repr__(self) -> str:

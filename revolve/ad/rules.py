@@ -391,6 +391,39 @@ RULES = {
 }
 
 
+#: What each VJP rule reads: primitive name -> (argument positions whose values it reads, reads the output?).
+#: Everything else is kept by the tape as shape and dtype only. A primitive missing here keeps everything.
+RETAIN = {
+    "add": ((), False),
+    "subtract": ((), False),
+    "multiply": ((0, 1), False),
+    "divide": ((1,), True),
+    "negative": ((), False),
+    "power": ((0, 1), True),
+    "exp": ((), True),
+    "log": ((0,), False),
+    "sin": ((0,), False),
+    "cos": ((0,), False),
+    "tanh": ((), True),
+    "sqrt": ((), True),
+    "abs": ((0,), False),
+    "sign": ((), False),
+    "maximum": ((0, 1), False),
+    "minimum": ((0, 1), False),
+    "where": ((0,), False),
+    "matmul": ((0, 1), False),
+    "sum": ((), False),
+    "reshape": ((), False),
+    "transpose": ((), False),
+    "getitem": ((), False),
+    "scatter_add": ((), False),
+    "concatenate": ((), False),
+    "stack": ((), False),
+    "roll": ((), False),
+    "broadcast_to": ((), False),
+}
+
+
 def install() -> None:
     """Attach the table's rules to the primitives (once, at import)."""
     missing = set(o.PRIMITIVES) - set(RULES)
@@ -401,3 +434,5 @@ def install() -> None:
     for name, (vjp, jvp) in RULES.items():
         prim = o.PRIMITIVES[name]
         prim.vjp, prim.jvp = vjp, jvp
+        if name in RETAIN:
+            prim.keep_args, prim.keep_out = frozenset(RETAIN[name][0]), RETAIN[name][1]
