@@ -278,3 +278,19 @@ def test_sparse_2d_stencil():
     colors = ad.color_columns(pat)
     assert colors.max() + 1 <= 13  # 5-point stencil: far fewer JVPs than the 64 columns
     np.testing.assert_allclose(ad.sparse_jacobian(lap, x, sparsity=pat, colors=colors), ad.jacfwd(lap)(x), rtol=1e-13)
+
+
+def test_no_reference_cycles_keep_tapes_alive():
+    """A tape must be freed as soon as its pullback is dropped, not when the cyclic collector runs."""
+    import gc
+
+    gc.collect()
+    gc.disable()
+    try:
+        y, pull = ad.vjp(lambda x, p: ad.sum(ad.sin(x) * p["a"]), R(50), {"a": R(50)})
+        pull(np.ones(()))
+        del y, pull
+        ad.grad(lambda d: ad.sum(d["w"] @ d["v"]))({"w": R(3, 4), "v": R(4)})
+        assert gc.collect() == 0
+    finally:
+        gc.enable()

@@ -263,3 +263,16 @@ def test_progress_bar_does_not_change_the_result(capsys):
     b = gradient(step, np.ones(3), n_steps=50, loss=lambda x: ad.sum(x ** 2), snapshots=3, progress=False)
     assert np.array_equal(a.grad_x0, b.grad_x0)
     assert "reversed steps" in capsys.readouterr().err
+
+
+def test_run_leaves_no_cyclic_garbage():
+    import gc
+
+    step, u0, p, loss = small_burgers()
+    gc.collect()
+    gc.disable()
+    try:
+        gradient(step, u0, n_steps=30, loss=loss, params=p, snapshots=3)
+        assert gc.collect() == 0
+    finally:
+        gc.enable()

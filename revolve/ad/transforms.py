@@ -23,34 +23,37 @@ __all__ = [
 
 # ---- pytrees -----------------------------------------------------------------------------------------
 
+def _walk(t, leaves: list):
+    if isinstance(t, (tuple, list)):
+        return (type(t), [_walk(c, leaves) for c in t])
+    if isinstance(t, dict):
+        keys = sorted(t)
+        return (dict, keys, [_walk(t[k], leaves) for k in keys])
+    leaves.append(t)
+    return None
+
+
 def tree_flatten(tree) -> tuple[list, Any]:
-    """Leaves (depth first) and a structure to rebuild the tree; tuples, lists and dicts are nodes."""
+    """Leaves (depth first) and a structure to rebuild the tree; tuples, lists and dicts are nodes.
+
+    (Module-level helpers, not recursive closures: a closure that calls itself is a reference cycle, which
+    here would keep a whole tape alive until the cyclic garbage collector runs.)
+    """
     leaves: list = []
+    return leaves, _walk(tree, leaves)
 
-    def walk(t):
-        if isinstance(t, (tuple, list)):
-            return (type(t), [walk(c) for c in t])
-        if isinstance(t, dict):
-            keys = sorted(t)
-            return (dict, keys, [walk(t[k]) for k in keys])
-        leaves.append(t)
-        return None
 
-    return leaves, walk(tree)
+def _build(s, it):
+    if s is None:
+        return next(it)
+    if s[0] is dict:
+        return {k: _build(c, it) for k, c in zip(s[1], s[2])}
+    return s[0](_build(c, it) for c in s[1])
 
 
 def tree_unflatten(structure, leaves) -> Any:
     """Inverse of ``tree_flatten``."""
-    it = iter(leaves)
-
-    def build(s):
-        if s is None:
-            return next(it)
-        if s[0] is dict:
-            return {k: build(c) for k, c in zip(s[1], s[2])}
-        return s[0](build(c) for c in s[1])
-
-    return build(structure)
+    return _build(structure, iter(leaves))
 
 
 def _as_input(x, where: str, name: str):
