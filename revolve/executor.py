@@ -20,8 +20,8 @@ from . import ad
 from ._check import check_int, check_real
 from .actions import Advance, Discard, Record, Restore, Reverse, Snapshot
 from .ad import tree_flatten, tree_unflatten
-from .baselines import store_all
-from .binomial import binomial
+from .baselines import periodic, store_all
+from .binomial import binomial, binomial_cost
 from .chain import Chain
 from .errors import InfeasibleBudget, RevolveInternalError
 from .schedule import Schedule
@@ -145,8 +145,9 @@ def measure_step(step: Callable, x0, params=None, *, index: int = 0) -> StepMeas
 def plan_for_memory(measure: StepMeasurement, n_steps: int, memory: float) -> Schedule:
     """The fastest schedule for ``n_steps`` identical steps within ``memory`` bytes.
 
-    Store-all if every tape fits; else the heterogeneous DP for short chains (it may hold several tapes)
-    and Revolve with as many snapshots as fit beside one tape for long ones.
+    Store-all if every tape fits; else the heterogeneous DP for short chains (it may hold several tapes);
+    for long ones, Revolve with as many snapshots as fit beside one tape, or periodic checkpointing where
+    holding a segment's tapes fits and recomputes less (both costs in closed form).
     """
     S, T = measure.state_bytes, measure.tape_bytes
     if n_steps * T <= memory:
@@ -155,7 +156,8 @@ def plan_for_memory(measure: StepMeasurement, n_steps: int, memory: float) -> Sc
         from .optimal import optimal
 
         return optimal(measure.chain(n_steps), memory=memory)
-    s = int((memory - T) // S) if S > 0 else n_steps
+    n = n_steps
+    s = int((memory - T) // S) if S > 0 else n
     if s < 1:
         need = S + T
         raise InfeasibleBudget(
@@ -163,7 +165,21 @@ def plan_for_memory(measure: StepMeasurement, n_steps: int, memory: float) -> Sc
             f"({T} bytes); the smallest budget with which a schedule exists is {need} bytes",
             budget=memory, minimum=need,
         )
-    return binomial(n_steps, snapshots=min(s, n_steps))
+    s = min(s, n)
+    best = binomial(n, snapshots=s)
+    best_evals = binomial_cost(n, snapshots=s) + n
+    # Periodic checkpointing holds a whole segment's tapes: with room between Revolve's need and store-all's
+    # it can recompute less. Its cost for every segment length k, in closed form (revolve.periodic):
+    # snapshots (n-1)//k, k live tapes, forward evaluations n + ((n-1)//k) * k.
+    k = np.arange(1, n + 1, dtype=np.int64)
+    segments = (n - 1) // k
+    fits = segments * S + k * T <= memory
+    if fits.any():
+        evals = np.where(fits, n + segments * k, np.iinfo(np.int64).max)
+        j = int(np.argmin(evals))
+        if evals[j] < best_evals:
+            best = periodic(n, every=int(k[j]))
+    return best
 
 
 def _tree_add(a, b):

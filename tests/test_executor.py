@@ -276,3 +276,22 @@ def test_run_leaves_no_cyclic_garbage():
         assert gc.collect() == 0
     finally:
         gc.enable()
+
+
+def test_plan_for_memory_takes_the_fewer_evaluations_of_revolve_and_periodic():
+    from revolve.executor import StepMeasurement, plan_for_memory
+
+    m = StepMeasurement(state_bytes=8, tape_bytes=24, forward_time=1.0, backward_time=2.0)
+    n = 500
+    for memory in (40, 200, 1000, 4000, 8000, 11_000):
+        sched = plan_for_memory(m, n, memory)
+        stats = revolve.simulate(sched, m.chain(n))
+        assert stats.peak_memory <= memory
+        # an independent search over every binomial slot count and periodic segment length that fits
+        best = min(
+            [revolve.simulate(revolve.binomial(n, snapshots=s), m.chain(n)).forward_evaluations
+             for s in range(1, n + 1) if s * 8 + 24 <= memory]
+            + [revolve.simulate(revolve.periodic(n, every=k), m.chain(n)).forward_evaluations
+               for k in range(1, n + 1) if ((n - 1) // k) * 8 + k * 24 <= memory]
+        )
+        assert stats.forward_evaluations == best, (memory, sched)
