@@ -36,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import revolve  # noqa: E402
 from revolve.integrations.torch import CheckpointedSequential, profile  # noqa: E402
+from revolve.plotting import _pyplot  # noqa: E402
 
 
 class LiveStorages(TorchDispatchMode):
@@ -177,10 +178,7 @@ def report(name, rows, out_dir):
               f"{len(torch_rows)} settings (time ratio median {statistics.median(ratios):.2f}, worst {max(ratios):.2f}); "
               f"plans below its least memory ({fmt(least_torch)}): {', '.join(fmt(b) for b in below[:4]) or 'none'}")
     try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        plt = _pyplot()
     except ImportError:
         return
     fig, ax = plt.subplots(figsize=(6.4, 4.2))

@@ -270,12 +270,7 @@ def jacrev(f: Callable, argnums: int = 0) -> Callable:
 
     def wrapped(*args):
         x = _single_array_arg("revolve.ad.jacrev", args, argnums)
-
-        def g(xx):
-            full = list(args)
-            full[argnums] = xx
-            return f(*full)
-
+        g = _restrict(f, args, (argnums,))
         y, pullback = vjp(g, x)
         y = np.asarray(value_of(y))
         rows = []
@@ -293,12 +288,7 @@ def jacfwd(f: Callable, argnums: int = 0) -> Callable:
 
     def wrapped(*args):
         x = _single_array_arg("revolve.ad.jacfwd", args, argnums)
-
-        def g(xx):
-            full = list(args)
-            full[argnums] = xx
-            return f(*full)
-
+        g = _restrict(f, args, (argnums,))
         cols = []
         for k in range(x.size):
             e = np.zeros(x.size, dtype=x.dtype)
