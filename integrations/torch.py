@@ -199,6 +199,9 @@ class _Timer:
 def profile(model, example_input: torch.Tensor, *, repeats: int = 5) -> Chain:
     """Measure each layer and return the ``revolve.Chain`` the planners need.
 
+    Each child of the model is one step. To plan per block rather than per layer, group layers into
+    nested ``nn.Sequential`` blocks (e.g. one per transformer block): a block is recomputed or stored whole.
+
     Per layer: forward time (no grad), backward time (record + reverse minus forward), the size of its
     input and output, and the bytes autograd saves for its backward (storages counted once, views
     skipped, parameters and buffers excluded: exactly what a recording keeps until its reverse). Times are medians

@@ -177,3 +177,16 @@ def test_profile_leaves_model_untouched():
         assert torch.equal(v, before[k]), k
     assert all(p.grad is None for p in base.parameters())
     assert chain.n_steps == len(base) and chain.state(0) == 16 * 8 * 8
+
+
+def test_grouped_blocks_are_steps():
+    torch.manual_seed(0)
+    blocks = nn.Sequential(*[nn.Sequential(nn.Linear(16, 16), nn.Tanh(), nn.Dropout(0.1)) for _ in range(5)])
+    x = torch.randn(8, 16, dtype=torch.float32)
+    chain = profile(blocks, x)
+    assert chain.n_steps == 5
+    plain, ours_model = copy.deepcopy(blocks), copy.deepcopy(blocks)
+    xp, xo = x.clone().requires_grad_(), x.clone().requires_grad_()
+    out_p, rng_p = run_plain(plain, xp, seed=4)
+    out_o, rng_o = run_plain(CheckpointedSequential(ours_model, memory=revolve.min_memory(chain)), xo, seed=4)
+    assert_same(plain, ours_model, xp, xo, out_p, out_o, rng_p, rng_o)
