@@ -330,7 +330,7 @@ class RunStats:
 class _Runner:
     """Executes one schedule over the layers: the forward part inside Function.forward, the rest in backward."""
 
-    def __init__(self, layers, schedule: Schedule, params: list, owned: set, predicted: float):
+    def __init__(self, layers, schedule: Schedule, params: list, owned: set):
         self.layers = layers
         self.actions = iter(schedule)
         self.n = schedule.n_steps
@@ -342,7 +342,6 @@ class _Runner:
                 users.setdefault(id(p), set()).add(i)
         self.shared = {i for us in users.values() if len(us) > 1 for i in us}  # layers sharing a parameter
         self.owned = owned
-        self.predicted = predicted
         self.schedule = repr(schedule)
         self.snapshots: dict[int, tuple[torch.Tensor, int]] = {}
         self.tapes: dict[int, tuple] = {}
@@ -548,10 +547,16 @@ class CheckpointedSequential(nn.Module):
 
     def plan_for(self, x: torch.Tensor) -> tuple[Schedule, Chain]:
         """The (cached) schedule and profiled chain for inputs shaped like ``x``."""
+        schedule, chain, _ = self._plan_entry(x)
+        return schedule, chain
+
+    def _plan_entry(self, x: torch.Tensor) -> tuple[Schedule, Chain, float]:
+        """Schedule, chain and predicted peak bytes, planned once per shape, dtype, device and mode."""
         key = (tuple(x.shape), x.dtype, x.device, self.training)
         if key not in self._plans:
             chain = profile(list(self.layers), x)
-            self._plans[key] = (plan(chain, memory=self.memory, strategy=self.strategy, slots=self.slots), chain)
+            schedule = plan(chain, memory=self.memory, strategy=self.strategy, slots=self.slots)
+            self._plans[key] = (schedule, chain, revolve.simulate(schedule, chain).peak_memory)
         return self._plans[key]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -562,9 +567,8 @@ class CheckpointedSequential(nn.Module):
             for layer in self.layers:
                 x = layer(x)
             return x
-        schedule, chain = self.plan_for(x)
-        predicted = revolve.simulate(schedule, chain).peak_memory
-        runner = _Runner(list(self.layers), schedule, params, _owned_keys(self.layers), predicted)
+        schedule, _, predicted = self._plan_entry(x)
+        runner = _Runner(list(self.layers), schedule, params, _owned_keys(self.layers))
 
         def done():
             self.last_stats = RunStats(forward_evaluations=runner.evaluations, peak_bytes=runner.peak,

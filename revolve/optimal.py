@@ -264,7 +264,7 @@ def optimal(chain: Chain, *, memory: float, slots: int = DEFAULT_SLOTS, lower_bo
     slots = check_int(where, "slots", slots, minimum=1)
     n = chain.n_steps
     _check_size(where, n, slots)
-    need, _ = _min_memory_choice(chain)
+    need, min_choice = _min_memory_choice(chain)
     if memory < need:
         from .units import format_bytes
 
@@ -296,7 +296,7 @@ def optimal(chain: Chain, *, memory: float, slots: int = DEFAULT_SLOTS, lower_bo
             f"minimal-memory schedule, which may be slower than optimal (raise slots to refine)",
             stacklevel=2,
         )
-        actions = _min_memory_actions(chain)
+        actions = _min_memory_actions(chain, min_choice)
         params["predicted_time"] = None
         return Schedule.from_actions(actions, n_steps=n, kind="optimal", params=params)
     actions = _actions(tables, m)
@@ -309,10 +309,9 @@ def optimal(chain: Chain, *, memory: float, slots: int = DEFAULT_SLOTS, lower_bo
     return Schedule.from_actions(actions, n_steps=n, kind="optimal", params=params)
 
 
-def _min_memory_actions(chain: Chain) -> list[Action]:
-    """The schedule reaching ``min_memory(chain)`` (rebuilt from the exact min-memory recurrence)."""
+def _min_memory_actions(chain: Chain, ch: dict) -> list[Action]:
+    """The schedule reaching ``min_memory(chain)``, rebuilt from ``_min_memory_choice``'s choices ``ch``."""
     n = chain.n_steps
-    _, ch = _min_memory_choice(chain)
     zeros = np.zeros(n + 1, dtype=np.int64)
 
     def choose(i, k, m, stored):
