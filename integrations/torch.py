@@ -204,7 +204,9 @@ def profile(model, example_input: torch.Tensor, *, repeats: int = 5) -> Chain:
 
     Per layer: forward time (no grad), backward time (record + reverse minus forward), the size of its
     input and output, and the bytes autograd saves for its backward (storages counted once, views
-    skipped, parameters and buffers excluded: exactly what a recording keeps until its reverse). Times are medians
+    skipped, parameters and buffers excluded: exactly what a recording keeps until its reverse). When
+    the saved tensors include the layer's input (a linear layer) or its output (tanh), the chain flags
+    it (``tape_holds_input`` / ``tape_holds_output``) instead of counting that state twice. Times are medians
     of ``repeats`` runs after a warm-up run (CUDA events on a GPU). Profiling leaves the model as it found it: buffers such
     as BatchNorm statistics are restored, the caller's RNG stream is untouched, no ``.grad`` is written.
 
@@ -219,7 +221,7 @@ def profile(model, example_input: torch.Tensor, *, repeats: int = 5) -> Chain:
     layers = _layers(model, where)
     x = _check_input(layers, example_input, where)
     owned = _owned_keys(layers)
-    fwd, bwd, states, tapes = [], [], [float(_storage_key(x)[1])], []
+    fwd, bwd, states, tapes, holds_in, holds_out = [], [], [float(_storage_key(x)[1])], [], [], []
     saved_buffers = [(b, b.detach().clone()) for m in layers for b in m.buffers()]
     try:
         with torch.random.fork_rng(devices=_rng_devices(x)):
@@ -243,18 +245,27 @@ def profile(model, example_input: torch.Tensor, *, repeats: int = 5) -> Chain:
                         if out.requires_grad and out is not x_in:
                             torch.autograd.grad([out], inputs, [torch.ones_like(out)], allow_unused=True)
                     bt.append(max(timer.seconds - ft[-1], 0.0))
-                    tape = sum(saved.sizes.values())
+                    # the input or output the layer saves is a state: flag it rather than count it twice
+                    keys = saved.sizes
+                    in_key = _storage_key(x_in)[0]
+                    out_key = _storage_key(out)[0]
+                    keeps_in = in_key in keys
+                    keeps_out = out_key in keys and out_key != in_key
+                    tape = sum(v for k, v in keys.items() if k not in (in_key, out_key))
                 ft, bt = ft[1:], bt[1:]
                 fwd.append(sorted(ft)[len(ft) // 2])
                 bwd.append(sorted(bt)[len(bt) // 2])
                 tapes.append(float(tape))
+                holds_in.append(keeps_in)
+                holds_out.append(keeps_out)
                 x = y.detach()
                 states.append(float(_storage_key(x)[1]))
     finally:
         with torch.no_grad():
             for b, v in saved_buffers:
                 b.copy_(v)
-    return Chain(forward_cost=fwd, backward_cost=bwd, state_bytes=states, tape_bytes=tapes)
+    return Chain(forward_cost=fwd, backward_cost=bwd, state_bytes=states, tape_bytes=tapes,
+                 tape_holds_input=holds_in, tape_holds_output=holds_out)
 
 
 def _check_input(layers, x, where):

@@ -15,7 +15,9 @@ NOTE [ Schedule invariants ]
   7. A complete schedule reverses every step exactly once. Snapshots still stored at the end are
      freed by whoever runs it.
   8. Memory counted by the simulator (and by ``revolve.optimal``) is the bytes of the stored states
-     plus the bytes of the live tapes. The working state, the adjoint and temporaries are not counted.
+     plus the bytes of the live tapes. A state that a live tape keeps (``Chain.tape_holds_input`` /
+     ``tape_holds_output``) is held too, and a state is counted once however many of snapshots and
+     tapes hold it. The working state, the adjoint and temporaries are not counted.
 """
 
 from __future__ import annotations

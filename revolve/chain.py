@@ -17,6 +17,23 @@ __all__ = ["Chain"]
 Number = Union[int, float]
 
 _FIELDS = ("forward_cost", "backward_cost", "state_bytes", "tape_bytes")
+_FLAGS = ("tape_holds_input", "tape_holds_output")
+
+
+def _as_flags(where: str, name: str, value, n: int) -> np.ndarray | None:
+    """Validate a per-step boolean argument; None when it is False everywhere."""
+    if isinstance(value, (bool, np.bool_)):
+        return np.full(n, True) if value else None
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__len__"):
+        raise TypeError(f"{where}: {name} must be a bool or a sequence of n_steps bools, got {value!r}")
+    items = list(value)
+    if len(items) != n:
+        raise ValueError(f"{where}: {name} has {len(items)} values but the chain has n_steps={n}")
+    for k, item in enumerate(items):
+        if not isinstance(item, (bool, np.bool_)):
+            raise TypeError(f"{where}: {name}[{k}] must be a bool, got {item!r}")
+    arr = np.asarray(items, dtype=bool)
+    return arr if arr.any() else None
 
 
 def _as_values(where: str, name: str, value, length: int | None) -> tuple[np.ndarray | None, float | None, int | None]:
@@ -51,8 +68,16 @@ class Chain:
         forward_cost: time of one evaluation of each step (n values).
         backward_cost: time of the backward of each step, from its tape (n values).
         state_bytes: size of each state x_0 .. x_n (n + 1 values).
-        tape_bytes: bytes a recorded step keeps until it is reversed (n values).
+        tape_bytes: bytes a recorded step keeps until it is reversed (n values), besides the states
+            named by the two flags below.
         n_steps: the number of steps; required when every argument is a number.
+        tape_holds_input: whether the tape of step i keeps its input x_i itself (a bool for every step,
+            or n bools; default False). Then x_i is held while that tape is live, and a snapshot of x_i
+            shares those bytes instead of adding to them (NOTE [ Schedule invariants ] 8).
+        tape_holds_output: likewise for the output x_{i+1} (an activation that saves its result).
+
+    Autograd frameworks save a layer's input or output as part of its backward's data; counting those
+    tensors in ``tape_bytes`` as well as in ``state_bytes`` would charge them twice.
 
     Raises:
         TypeError, ValueError: an argument that is not a number or sequence of numbers, a negative or
@@ -64,7 +89,7 @@ class Chain:
         (100, 8000000.0, 24000000.0)
     """
 
-    __slots__ = ("n_steps", "_arrays", "_uniform")
+    __slots__ = ("n_steps", "_arrays", "_uniform", "_flags")
 
     def __init__(
         self,
@@ -74,6 +99,8 @@ class Chain:
         state_bytes: Number | Sequence[Number],
         tape_bytes: Number | Sequence[Number],
         n_steps: int | None = None,
+        tape_holds_input: bool | Sequence[bool] = False,
+        tape_holds_output: bool | Sequence[bool] = False,
     ):
         where = "revolve.Chain"
         if n_steps is not None:
@@ -103,6 +130,10 @@ class Chain:
         self.n_steps = n_steps
         self._arrays = arrays
         self._uniform = uniform
+        self._flags = {
+            "tape_holds_input": _as_flags(where, "tape_holds_input", tape_holds_input, n_steps),
+            "tape_holds_output": _as_flags(where, "tape_holds_output", tape_holds_output, n_steps),
+        }
 
     # -- access ---------------------------------------------------------------------------------
     def values(self, name: str) -> np.ndarray:
@@ -139,6 +170,18 @@ class Chain:
         u = self._uniform["tape_bytes"]
         return u if u is not None else float(self._arrays["tape_bytes"][i])
 
+    def holds(self, name: str) -> np.ndarray:
+        """The n booleans of ``tape_holds_input`` or ``tape_holds_output``."""
+        if name not in _FLAGS:
+            raise ValueError(f"revolve.Chain.holds: unknown flag {name!r}; allowed: {', '.join(_FLAGS)}")
+        arr = self._flags[name]
+        return arr.copy() if arr is not None else np.zeros(self.n_steps, dtype=bool)
+
+    @property
+    def has_shared_states(self) -> bool:
+        """True when some tape keeps its step's input or output (states shared with tapes)."""
+        return any(v is not None for v in self._flags.values())
+
     @property
     def is_uniform(self) -> bool:
         """True when every field was given as a single number."""
@@ -151,6 +194,10 @@ class Chain:
         for name in _FIELDS:
             u = self._uniform[name]
             doc[name] = u if u is not None else self._arrays[name].tolist()
+        for name in _FLAGS:  # written only when set, so chains without them read as before
+            arr = self._flags[name]
+            if arr is not None:
+                doc[name] = bool(arr[0]) if arr.all() else arr.tolist()
         return doc
 
     def to_json(self) -> str:
@@ -185,14 +232,15 @@ class Chain:
         missing = [k for k in _FIELDS if k not in source]
         if missing:
             raise ValueError(f"{where}: missing field(s) {missing}")
-        return cls(n_steps=source.get("n_steps"), **{k: source[k] for k in _FIELDS})
+        flags = {k: source[k] for k in _FLAGS if k in source}
+        return cls(n_steps=source.get("n_steps"), **{k: source[k] for k in _FIELDS}, **flags)
 
     def __eq__(self, other) -> bool:
         if not isinstance(other, Chain):
             return NotImplemented
         return self.n_steps == other.n_steps and all(
             np.array_equal(self.values(k), other.values(k)) for k in _FIELDS
-        )
+        ) and all(np.array_equal(self.holds(k), other.holds(k)) for k in _FLAGS)
 
     __hash__ = None  # mutable-free but array-valued; equality is by value
 
@@ -201,4 +249,8 @@ class Chain:
         for name in _FIELDS:
             u = self._uniform[name]
             parts.append(f"{name}={u!r}" if u is not None else f"{name}=[{len(self._arrays[name])} values]")
+        for name in _FLAGS:
+            arr = self._flags[name]
+            if arr is not None:
+                parts.append(f"{name}=True" if arr.all() else f"{name}=[{int(arr.sum())} of {len(arr)} steps]")
         return f"Chain(n_steps={self.n_steps}, {', '.join(parts)})"

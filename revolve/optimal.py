@@ -49,12 +49,15 @@ _MAX_TABLE_BYTES = 6 * 2**30
 
 @dataclass
 class _Tables:
-    """The DP's results for one discretization: E's choice per (i, k, m) and W(0, n, m) for every m."""
+    """The DP's results for one discretization: E's and H's choices per (i, k, m) and W(0, n, m) for every m."""
 
     n: int
     units_s: np.ndarray  # state sizes in memory units
     units_t: np.ndarray  # tape sizes in memory units
-    choice: np.ndarray  # [i, k, m]: -1 infeasible, 0 record step i, j > i advance to x_j
+    hin: np.ndarray  # tape of step i keeps x_i
+    hout: np.ndarray  # tape of step i keeps x_{i+1}
+    choice: np.ndarray  # E's [i, k, m]: -1 infeasible, 0 record step i, j > i advance to x_j
+    choice_h: np.ndarray | None  # H's, where some tape keeps its output
     top: np.ndarray  # W(0, n, m) for m = 0..slots (inf where infeasible)
 
 
@@ -64,9 +67,9 @@ def _check_chain(where: str, chain) -> Chain:
     return chain
 
 
-def _check_size(where: str, n: int, slots: int) -> None:
-    work = n**3 / 6 * (slots + 1)
-    table = 2 * (n + 1) ** 2 * (slots + 1) * 8 + (n + 1) ** 2 * (slots + 1) * 2
+def _check_size(where: str, n: int, slots: int, tables: int = 2) -> None:
+    work = n**3 / 6 * (slots + 1) * tables / 2
+    table = tables * (n + 1) ** 2 * (slots + 1) * 8 + (tables - 1) * (n + 1) ** 2 * (slots + 1) * 2
     if work > _MAX_WORK or table > _MAX_TABLE_BYTES:
         raise ValueError(
             f"{where}: a chain of {n} steps with slots={slots} needs about {work:.1e} operations and "
@@ -75,55 +78,100 @@ def _check_size(where: str, n: int, slots: int) -> None:
         )
 
 
-def _solve(F: np.ndarray, B: np.ndarray, s_units: np.ndarray, t_units: np.ndarray, slots: int) -> _Tables:
-    """Fill the DP over memory units 0..slots (vectorized over m and over the split point j)."""
+def _n_tables(chain: Chain) -> int:
+    """Float tables the DP fills: E and W, and H where some tape keeps its output."""
+    return 3 if chain.holds("tape_holds_output").any() else 2
+
+
+def _solve(F, B, s_units, t_units, hin, hout, slots: int) -> _Tables:
+    """Fill the DP over memory units 0..slots (vectorized over m and over the split point j).
+
+    With tapes that keep their step's input or output (``Chain.tape_holds_*``) a third family joins E
+    and W: H(i, k, m), x_i is the working state and is held by the live tape of step i - 1, so storing
+    it costs nothing and recording step i does not charge it again. Recording step i charges
+    t_i, plus s_i if its tape keeps x_i and x_i is not already held (E's m includes s_i, so E and W
+    charge alike), plus s_{i+1} if it keeps x_{i+1}; the rest is then H(i+1, ...) instead of W(i+1, ...).
+    """
     n = len(F)
     M = slots + 1
     inf = np.inf
     Fpre = np.concatenate(([0.0], np.cumsum(F)))
-    # E3[i, k, m] and W3[k, i, m]: laid out so that the slices over the split point j are contiguous
+    use_h = bool(np.any(hout))
+    # E3[i, k, m], H3[i, k, m] and W3[k, i, m]: laid out so that the slices over the split point j are contiguous
     E3 = np.full((n + 1, n + 1, M), inf)
     W3 = np.full((n + 1, n + 1, M), inf)
-    choice = np.full((n + 1, n + 1, M), -1, dtype=np.int16 if n < 2**15 else np.int32)
+    ctype = np.int16 if n < 2**15 else np.int32
+    choice = np.full((n + 1, n + 1, M), -1, dtype=ctype)
+    H3 = np.full((n + 1, n + 1, M), inf) if use_h else None
+    choice_h = np.full((n + 1, n + 1, M), -1, dtype=ctype) if use_h else None
     for k in range(n + 1):
         W3[k, k, :] = 0.0
+        if use_h:
+            H3[k, k, :] = 0.0
+
+    def best_split(i, k, left, right, width):
+        """min over i < j < k of F_{i..j-1} + right[j] + left[j] over m (arrays [j, width]); (best, j)."""
+        cand = (Fpre[i + 1 : k] - Fpre[i])[:, None] + right + left
+        arg = np.argmin(cand, axis=0)
+        return cand[arg, np.arange(width)], (arg + i + 1).astype(ctype)
+
     for length in range(1, n + 1):
         for i in range(0, n - length + 1):
             k = i + length
             si, ti = int(s_units[i]), int(t_units[i])
-            # D(i, k, m) = F_i + B_i + W(i+1, k, m - t_i) for m >= t_i
+            cin = si if hin[i] else 0
+            cout = int(s_units[i + 1]) if hout[i] else 0
+            rest = H3[i + 1, k] if hout[i] else W3[k, i + 1]  # what follows the record of step i
+            # D(i, k, m) = F_i + B_i + rest(m - t_i - c_in - c_out): record step i (E discards x_i first)
             D = np.full(M, inf)
-            if ti < M:
-                D[ti:] = F[i] + B[i] + W3[k, i + 1, : M - ti]
+            c = ti + cin + cout
+            if c < M:
+                D[c:] = F[i] + B[i] + rest[: M - c]
             if si < M:
                 Ei = D[si:].copy()
-                ch = np.where(np.isfinite(Ei), 0, -1).astype(choice.dtype)
+                ch = np.where(np.isfinite(Ei), 0, -1).astype(ctype)
                 if length >= 2:
-                    # cand[j, m] = F_{i..j-1} + W(j, k, m - s_i) + E(i, j, m), m = s_i..slots
-                    cand = (Fpre[i + 1 : k] - Fpre[i])[:, None] + W3[k, i + 1 : k, : M - si] + E3[i, i + 1 : k, si:]
-                    arg = np.argmin(cand, axis=0)
-                    best = cand[arg, np.arange(M - si)]
+                    # F_{i..j-1} + W(j, k, m - s_i) + E(i, j, m), m = s_i..slots
+                    best, arg = best_split(i, k, E3[i, i + 1 : k, si:], W3[k, i + 1 : k, : M - si], M - si)
                     better = best < Ei  # prefer recording when tied: fewer snapshots
                     Ei[better] = best[better]
-                    ch[better] = (arg[better] + i + 1).astype(choice.dtype)
+                    ch[better] = arg[better]
                 E3[i, k, si:] = Ei
                 choice[i, k, si:] = ch
                 W3[k, i, si:] = Ei
                 W3[k, i, :si] = D[:si]
             else:
                 W3[k, i, :] = D
-    return _Tables(n=n, units_s=s_units, units_t=t_units, choice=choice, top=W3[n, 0, :].copy())
+            if use_h and i > 0 and hout[i - 1]:
+                # H(i, k, m) = min(F_i + B_i + rest(m - t_i - c_out), F_{i..j-1} + W(j, k, m) + H(i, j, m))
+                Hi = np.full(M, inf)
+                c = ti + cout
+                if c < M:
+                    Hi[c:] = F[i] + B[i] + rest[: M - c]
+                ch = np.where(np.isfinite(Hi), 0, -1).astype(ctype)
+                if length >= 2:
+                    best, arg = best_split(i, k, H3[i, i + 1 : k], W3[k, i + 1 : k], M)
+                    better = best < Hi
+                    Hi[better] = best[better]
+                    ch[better] = arg[better]
+                H3[i, k] = Hi
+                choice_h[i, k] = ch
+    return _Tables(n=n, units_s=s_units, units_t=t_units, hin=np.asarray(hin, bool), hout=np.asarray(hout, bool),
+                   choice=choice, choice_h=choice_h, top=W3[n, 0, :].copy())
 
 
-def _rebuild(n: int, m0: int, choose, s_u, t_u) -> list[Action]:
+def _rebuild(n: int, m0: int, choose, s_u, t_u, hin=None, hout=None) -> list[Action]:
     """Rebuild a schedule from the DP's decisions, iteratively (no recursion limit).
 
-    ``choose(i, k, m, stored)`` returns 0 to record step i now, or j > i to advance to x_j first;
-    ``stored`` says whether x_i is stored (an E sub-problem) or only the working state (a W one).
-    Items are processed in output order, so ``cur`` always is the working state.
+    ``choose(i, k, m, kind)`` returns 0 to record step i now, or j > i to advance to x_j first; ``kind``
+    is the sub-problem: "E" (x_i stored), "W" (x_i only the working state) or "H" (x_i held by the tape
+    of step i - 1). Items are processed in output order, so ``cur`` always is the working state.
     """
+    hin = np.zeros(n, bool) if hin is None else hin
+    hout = np.zeros(n, bool) if hout is None else hout
     out: list[Action] = []
     cur = 0
+    stored: set[int] = set()
     stack: list[tuple] = [("W", 0, n, m0)]
     while stack:
         item = stack.pop()
@@ -135,41 +183,44 @@ def _rebuild(n: int, m0: int, choose, s_u, t_u) -> list[Action]:
             continue
         if m < 0:
             raise RevolveInternalError(f"optimal: negative memory at ({kind}, {i}, {k})")
-        c = choose(i, k, m, kind == "E")
-        if kind == "W" and c > 0:
+        c = choose(i, k, m, kind)
+        if c > 0 and i not in stored:
             out.append(Snapshot(i))  # x_i is needed again after the part beyond x_c
-            kind = "E"
-        if kind == "E" and cur != i:
+            stored.add(i)
+            kind = "E" if kind == "W" else kind
+        if i in stored and cur != i:
             out.append(Restore(i))  # a left part, after its right part moved the working state on
             cur = i
         if c == 0:  # record step i now; x_i is never needed again, so free it before the tape grows
-            if kind == "E":
+            if i in stored:
                 out.append(Discard(i))
+                stored.discard(i)
             out.append(Record(i))
             cur = i + 1
             stack.append(("rev", i))
-            stack.append(("W", i + 1, k, m - int(t_u[i])))
+            used = int(t_u[i]) + (int(s_u[i]) if hin[i] and kind != "H" else 0) + (int(s_u[i + 1]) if hout[i] else 0)
+            stack.append(("H" if hout[i] else "W", i + 1, k, m - used))
         else:  # advance to x_c, reverse [c, k) keeping x_i stored, then reverse [i, c) from x_i
             out.append(Advance(i, c))
             cur = c
-            stack.append(("E", i, c, m))
-            stack.append(("W", c, k, m - int(s_u[i])))
+            stack.append((kind, i, c, m))
+            stack.append(("W", c, k, m - (int(s_u[i]) if kind == "E" else 0)))
     return out
 
 
 def _actions(tables: _Tables, m: int) -> list[Action]:
-    """The schedule for W(0, n, m) from the DP's choice table."""
-    s_u, choice = tables.units_s, tables.choice
+    """The schedule for W(0, n, m) from the DP's choice tables."""
+    s_u = tables.units_s
 
-    def choose(i, k, mm, stored):
-        if mm < s_u[i]:
+    def choose(i, k, mm, kind):
+        if kind == "W" and mm < s_u[i]:
             return 0  # x_i cannot be stored: record it now
-        c = int(choice[i, k, mm])
+        c = int((tables.choice_h if kind == "H" else tables.choice)[i, k, mm])
         if c < 0:
-            raise RevolveInternalError(f"optimal: no feasible choice at ({i}, {k}, {mm})")
+            raise RevolveInternalError(f"optimal: no feasible choice at ({kind}, {i}, {k}, {mm})")
         return c
 
-    return _rebuild(tables.n, m, choose, s_u, tables.units_t)
+    return _rebuild(tables.n, m, choose, s_u, tables.units_t, tables.hin, tables.hout)
 
 
 def _units(sizes: np.ndarray, unit: float, *, up: bool) -> np.ndarray:
@@ -179,20 +230,45 @@ def _units(sizes: np.ndarray, unit: float, *, up: bool) -> np.ndarray:
     return np.maximum(q, 0).astype(np.int64)
 
 
+def _aligned_unit(chain: Chain, memory: float, slots: int) -> tuple[float, int]:
+    """The memory unit near ``memory / slots`` and the whole units in ``memory``.
+
+    The unit is shrunk (by less than one part in ``size / unit``) so that the size holding the most bytes
+    in the chain is a whole number of units: on uniform chains and layer stacks of one width nothing is
+    lost to rounding at all.
+    """
+    unit = memory / slots
+    sizes = np.concatenate((chain.values("state_bytes"), chain.values("tape_bytes")))
+    sizes = sizes[sizes >= unit]
+    if sizes.size:
+        values, counts = np.unique(sizes, return_counts=True)
+        size = float(values[np.argmax(values * counts)])
+        unit = size / math.ceil(size / unit * (1 - 1e-12))
+    return unit, int(math.floor(memory / unit * (1 + 1e-12)))
+
+
 def _min_memory_choice(chain: Chain) -> tuple[float, dict]:
-    """The least peak memory (exact bytes) of any schedule in the DP's class, with the choices that reach it."""
+    """The least peak memory (exact bytes) of any schedule in the DP's class, with the choices that reach it.
+
+    The same sub-problems as ``_solve`` (E, W, H), with the peak instead of the time as the value.
+    """
     n = chain.n_steps
     S = chain.values("state_bytes")
     T = chain.values("tape_bytes")
+    hin = chain.holds("tape_holds_input")
+    hout = chain.holds("tape_holds_output")
     W = np.full((n + 1, n + 1), np.inf)
     E = np.full((n + 1, n + 1), np.inf)
-    ch: dict[tuple[int, int], int] = {}
+    H = np.full((n + 1, n + 1), np.inf)
+    ch: dict[tuple, int] = {}
     for k in range(n + 1):
-        W[k, k] = 0.0
+        W[k, k] = H[k, k] = 0.0
     for length in range(1, n + 1):
         for i in range(0, n - length + 1):
             k = i + length
-            D = T[i] + W[i + 1, k]
+            cout = S[i + 1] if hout[i] else 0.0
+            rest = (H if hout[i] else W)[i + 1, k]
+            D = T[i] + (S[i] if hin[i] else 0.0) + cout + rest
             best, c = max(S[i], D), 0
             if length >= 2:
                 js = np.arange(i + 1, k)
@@ -201,10 +277,18 @@ def _min_memory_choice(chain: Chain) -> tuple[float, dict]:
                 if cand[a] < best:
                     best, c = float(cand[a]), int(js[a])
             E[i, k] = best
-            ch[(i, k)] = c
+            ch[("E", i, k)] = c
             W[i, k] = min(best, D)
-            if D <= best:
-                ch[("W", i, k)] = 0
+            ch[("W", i, k)] = 0 if D <= best else c
+            if i > 0 and hout[i - 1]:
+                best, c = T[i] + cout + rest, 0
+                if length >= 2:
+                    cand = np.maximum(W[js, k], H[i, js])
+                    a = int(np.argmin(cand))
+                    if cand[a] < best:
+                        best, c = float(cand[a]), int(js[a])
+                H[i, k] = best
+                ch[("H", i, k)] = c
     return float(W[0, n]), ch
 
 
@@ -222,7 +306,8 @@ def min_memory(chain: Chain) -> float:
 def _plan_tables(chain: Chain, unit: float, slots: int, *, up: bool) -> _Tables:
     F = chain.values("forward_cost")
     B = chain.values("backward_cost")
-    return _solve(F, B, _units(chain.values("state_bytes"), unit, up=up), _units(chain.values("tape_bytes"), unit, up=up), slots)
+    return _solve(F, B, _units(chain.values("state_bytes"), unit, up=up), _units(chain.values("tape_bytes"), unit, up=up),
+                  chain.holds("tape_holds_input"), chain.holds("tape_holds_output"), slots)
 
 
 def optimal(chain: Chain, *, memory: float, slots: int = DEFAULT_SLOTS, lower_bound: bool = True) -> Schedule:
@@ -263,7 +348,7 @@ def optimal(chain: Chain, *, memory: float, slots: int = DEFAULT_SLOTS, lower_bo
     memory = check_real(where, "memory", memory, positive=True)
     slots = check_int(where, "slots", slots, minimum=1)
     n = chain.n_steps
-    _check_size(where, n, slots)
+    _check_size(where, n, slots, _n_tables(chain))
     need, min_choice = _min_memory_choice(chain)
     if memory < need:
         from .units import format_bytes
@@ -275,15 +360,21 @@ def optimal(chain: Chain, *, memory: float, slots: int = DEFAULT_SLOTS, lower_bo
             minimum=need,
         )
     params: dict = {"memory": memory, "slots": slots}
+    from .baselines import store_all
+    from .simulator import simulate
+
+    everything = simulate(store_all(n), chain)
+    if everything.peak_memory <= memory:  # no recomputation at all: nothing is faster
+        params.update(predicted_time=everything.time, lower_bound_time=everything.time, discretization_loss=0.0)
+        return Schedule.from_actions(list(store_all(n)), n_steps=n, kind="optimal", params=params)
     # Near the minimum, rounding sizes up can lose every plan: refine the units (while the work allows).
     for refine in (1, 4, 16):
-        m = slots * refine
+        unit, m = _aligned_unit(chain, memory, slots * refine)
         if refine > 1:
             try:
-                _check_size(where, n, m)
+                _check_size(where, n, m, _n_tables(chain))
             except ValueError:
                 break
-        unit = memory / m
         tables = _plan_tables(chain, unit, m, up=True)
         predicted = float(tables.top[m])
         if math.isfinite(predicted):
@@ -313,13 +404,8 @@ def _min_memory_actions(chain: Chain, ch: dict) -> list[Action]:
     """The schedule reaching ``min_memory(chain)``, rebuilt from ``_min_memory_choice``'s choices ``ch``."""
     n = chain.n_steps
     zeros = np.zeros(n + 1, dtype=np.int64)
-
-    def choose(i, k, m, stored):
-        if not stored and ch.get(("W", i, k)) == 0:
-            return 0
-        return ch[(i, k)]
-
-    return _rebuild(n, 0, choose, zeros, zeros)
+    return _rebuild(n, 0, lambda i, k, m, kind: ch[(kind, i, k)], zeros, zeros,
+                    chain.holds("tape_holds_input"), chain.holds("tape_holds_output"))
 
 
 @dataclass(frozen=True)
@@ -404,9 +490,11 @@ def frontier(chain: Chain, *, slots: int = DEFAULT_SLOTS, max_memory: float | No
     chain = _check_chain(where, chain)
     slots = check_int(where, "slots", slots, minimum=1)
     n = chain.n_steps
-    _check_size(where, n, slots)
+    _check_size(where, n, slots, _n_tables(chain))
     if max_memory is None:
-        max_memory = float(chain.values("tape_bytes").sum())
+        from .baselines import store_all
+
+        max_memory = simulate(store_all(n), chain).peak_memory
         max_memory = max(max_memory, _min_memory_choice(chain)[0])
     max_memory = check_real(where, "max_memory", max_memory, positive=True)
     unit = max_memory / slots

@@ -35,7 +35,8 @@ class SimulationStats:
         peak_snapshots_by_storage: storage level -> most states stored there at once.
         time: total time under the chain's costs (forward costs of advances and records plus backward
             costs), or None without a chain.
-        peak_memory: most bytes held at once (stored states + live tapes), or None without a chain.
+        peak_memory: most bytes held at once (stored states + live tapes, a state shared by a snapshot and
+            a tape counted once), or None without a chain.
         peak_bytes_by_storage: storage level -> most bytes of states stored there at once ("tape" for
             tapes), or None without a chain.
     """
@@ -121,6 +122,12 @@ def simulate(schedule: Schedule | Iterable, chain: Chain | None = None, *, n_ste
         B = chain.values("backward_cost").tolist()
         S = chain.values("state_bytes").tolist()
         T = chain.values("tape_bytes").tolist()
+    # states shared with tapes (NOTE [ Schedule invariants ] 8): count holders per state, bytes once
+    shared = chain is not None and chain.has_shared_states
+    if shared:
+        hin = chain.holds("tape_holds_input").tolist()
+        hout = chain.holds("tape_holds_output").tolist()
+        holders = [0] * (n + 1)
     cur = 0  # working state index; -1 when unknown
     adj = n  # the adjoint of x_adj is known; the next reverse must be step adj - 1
     stored: dict[int, str] = {}
@@ -164,6 +171,11 @@ def simulate(schedule: Schedule | Iterable, chain: Chain | None = None, *, n_ste
                 time += F[i + 1] - F[i]
                 mem += T[i]
                 tape_mem += T[i]
+                if shared:
+                    for j in ((i,) if hin[i] else ()) + ((i + 1,) if hout[i] else ()):
+                        holders[j] += 1
+                        if holders[j] == 1:
+                            mem += S[j]
                 if mem > peak_mem:
                     peak_mem = mem
                 if tape_mem > peak_tape_mem:
@@ -181,6 +193,11 @@ def simulate(schedule: Schedule | Iterable, chain: Chain | None = None, *, n_ste
                 time += B[i]
                 mem -= T[i]
                 tape_mem -= T[i]
+                if shared:
+                    for j in ((i,) if hin[i] else ()) + ((i + 1,) if hout[i] else ()):
+                        holders[j] -= 1
+                        if holders[j] == 0:
+                            mem -= S[j]
         elif cls is Restore:
             i = act.index
             if i not in stored:
@@ -203,7 +220,12 @@ def simulate(schedule: Schedule | Iterable, chain: Chain | None = None, *, n_ste
             if c > peak_level.get(level, 0):
                 peak_level[level] = c
             if has_chain:
-                mem += S[i]
+                if not shared:
+                    mem += S[i]
+                else:
+                    holders[i] += 1
+                    if holders[i] == 1:
+                        mem += S[i]
                 if mem > peak_mem:
                     peak_mem = mem
                 bl = bytes_level.get(level, 0.0) + S[i]
@@ -217,7 +239,12 @@ def simulate(schedule: Schedule | Iterable, chain: Chain | None = None, *, n_ste
                 raise ScheduleError(k, act, f"x_{i} is not stored (stored: {_stored_list(stored)})")
             per_level[level] -= 1
             if has_chain:
-                mem -= S[i]
+                if not shared:
+                    mem -= S[i]
+                else:
+                    holders[i] -= 1
+                    if holders[i] == 0:
+                        mem -= S[i]
                 bytes_level[level] -= S[i]
         else:
             raise ScheduleError(k, act, "not a revolve action (Advance, Snapshot, Restore, Discard, Record, Reverse)")

@@ -35,12 +35,14 @@ def brute_force_writes(n_max: int, s_max: int, T: np.ndarray) -> np.ndarray:
     return W
 
 
-def exhaustive_optimum(F, B, S, T, memory):
+def exhaustive_optimum(F, B, S, T, memory, hin=None, hout=None):
     """Least total time of any valid schedule whose held bytes never exceed ``memory``: Dijkstra over states.
 
     A state is (working state, stored states, live tapes, next step to reverse). Moves are every action of
     the vocabulary (any Advance length), with the chain's costs; Snapshot, Restore and Discard are free.
-    Returns (time, peak-feasible) or (inf, None) when no schedule fits. Independent of the planner code.
+    Held bytes: the union of stored states and the states live tapes keep (``hin[i]``: tape i keeps x_i,
+    ``hout[i]``: x_{i+1}), each once, plus the tapes. Returns the least time, or inf when no schedule
+    fits. Independent of the planner code.
     """
     import heapq
 
@@ -53,8 +55,12 @@ def exhaustive_optimum(F, B, S, T, memory):
     heap = [(0.0, 0, start)]
     tick = 0
 
+    hin = [False] * n if hin is None else list(hin)
+    hout = [False] * n if hout is None else list(hout)
+
     def held(stored, tapes):
-        return sum(S[i] for i in stored) + sum(T[i] for i in tapes)
+        states = set(stored) | {i for i in tapes if hin[i]} | {i + 1 for i in tapes if hout[i]}
+        return sum(S[i] for i in states) + sum(T[i] for i in tapes)
 
     while heap:
         d, _, state = heapq.heappop(heap)
@@ -97,7 +103,7 @@ def random_schedule(n, rng, levels=("ram",)):
 
     zeros = np.zeros(n + 1, dtype=np.int64)
 
-    def choose(i, k, m, stored):
+    def choose(i, k, m, kind):
         if k - i == 1 or rng.random() < 0.3:
             return 0
         return int(rng.integers(i + 1, k))

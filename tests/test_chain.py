@@ -60,3 +60,28 @@ def test_bad_documents(doc, msg):
 def test_numpy_inputs():
     c = Chain(forward_cost=np.ones(4), backward_cost=np.float32(2), state_bytes=np.arange(5), tape_bytes=np.arange(4))
     assert c.n_steps == 4 and c.tape(3) == 3.0
+
+
+def test_shared_state_flags(tmp_path):
+    c = Chain(forward_cost=1, backward_cost=1, state_bytes=1, tape_bytes=1, n_steps=3,
+              tape_holds_input=[True, False, True], tape_holds_output=True)
+    assert c.has_shared_states and c.holds("tape_holds_input").tolist() == [True, False, True]
+    assert c.holds("tape_holds_output").all()
+    back = Chain.from_json(c.to_json())
+    assert back == c and back.to_dict()["tape_holds_output"] is True
+    plain = Chain(forward_cost=1, backward_cost=1, state_bytes=1, tape_bytes=1, n_steps=3)
+    assert not plain.has_shared_states and plain != c and "tape_holds" not in plain.to_json()
+    assert "tape_holds_input=[2 of 3 steps]" in repr(c)
+
+
+@pytest.mark.parametrize(
+    "kw,exc,msg",
+    [
+        (dict(tape_holds_input=[True, False]), ValueError, "tape_holds_input has 2 values but the chain has n_steps=3"),
+        (dict(tape_holds_output=[1, 0, 1]), TypeError, r"tape_holds_output\[0\] must be a bool, got 1"),
+        (dict(tape_holds_input="yes"), TypeError, "tape_holds_input must be a bool or a sequence"),
+    ],
+)
+def test_shared_state_flag_validation(kw, exc, msg):
+    with pytest.raises(exc, match=msg):
+        Chain(forward_cost=1, backward_cost=1, state_bytes=1, tape_bytes=1, n_steps=3, **kw)

@@ -13,13 +13,18 @@ from .oracles import exhaustive_optimum
 
 @st.composite
 def int_chains(draw, max_steps=12):
-    """Chains with small integral sizes, so a unit of 1 byte discretizes them exactly."""
+    """Chains with small integral sizes, so a unit of 1 byte discretizes them exactly; half share states with tapes."""
     n = draw(st.integers(1, max_steps))
+    shared = draw(st.booleans())
     f = draw(st.lists(st.integers(1, 9), min_size=n, max_size=n))
     b = draw(st.lists(st.integers(1, 9), min_size=n, max_size=n))
     s = draw(st.lists(st.integers(1, 12), min_size=n + 1, max_size=n + 1))
-    t = draw(st.lists(st.integers(1, 20), min_size=n, max_size=n))
-    return Chain(forward_cost=f, backward_cost=b, state_bytes=s, tape_bytes=t)
+    t = draw(st.lists(st.integers(0 if shared else 1, 20), min_size=n, max_size=n))
+    flags = {}
+    if shared:  # tapes that keep their step's input or output (NOTE [ Schedule invariants ] 8)
+        flags = {name: draw(st.lists(st.booleans(), min_size=n, max_size=n))
+                 for name in ("tape_holds_input", "tape_holds_output")}
+    return Chain(forward_cost=f, backward_cost=b, state_bytes=s, tape_bytes=t, **flags)
 
 
 def exact_optimal(chain, memory):
@@ -47,7 +52,7 @@ def test_never_worse_than_any_baseline(chain, data):
     baselines.append(periodic(n, every=data.draw(st.integers(1, n))))
     for base in baselines:
         ref = simulate(base, chain)
-        sched = exact_optimal(chain, ref.peak_memory)
+        sched = exact_optimal(chain, max(ref.peak_memory, 1))
         got = simulate(sched, chain)
         assert got.peak_memory <= ref.peak_memory
         assert got.time <= ref.time + 1e-9, (base, got.time, ref.time)
@@ -58,7 +63,7 @@ def test_never_worse_than_any_baseline(chain, data):
 @settings(max_examples=40)
 def test_any_slots_stay_within_budget(chain, frac, slots):
     lo = min_memory(chain)
-    hi = float(chain.values("tape_bytes").sum()) + 1
+    hi = simulate(store_all(chain.n_steps), chain).peak_memory + 1
     memory = lo + frac * (hi - lo) + 0.37  # not a multiple of anything
     sched = optimal(chain, memory=memory, slots=slots)
     stats = simulate(sched, chain)
@@ -108,6 +113,30 @@ def test_exhaustive_search_small_chains():
     assert worst < 0.05
 
 
+def test_exhaustive_search_with_shared_states():
+    """As above, with tapes that keep their step's input or output: min_memory is the true minimum and
+    the DP's time the exhaustive optimum on every chain tried (the union of held states counted once)."""
+    rng = np.random.default_rng(5)
+    for _ in range(60):
+        n = int(rng.integers(1, 6))
+        F = rng.integers(1, 10, n).astype(float)
+        B = rng.integers(1, 10, n).astype(float)
+        S = rng.choice([1, 1, 2, 12, 20], n + 1).astype(float)
+        T = rng.choice([0, 1, 3, 6, 15], n).astype(float)
+        hin, hout = rng.random(n) < 0.5, rng.random(n) < 0.5
+        chain = Chain(forward_cost=F, backward_cost=B, state_bytes=S, tape_bytes=T,
+                      tape_holds_input=hin.tolist(), tape_holds_output=hout.tolist())
+        lo = min_memory(chain)
+        assert exhaustive_optimum(F, B, S, T, lo, hin, hout) < np.inf
+        assert exhaustive_optimum(F, B, S, T, lo - 1, hin, hout) == np.inf
+        memory = max(1.0, float(rng.integers(int(lo), int(lo + T.sum() + S.sum()) + 1)))
+        best = exhaustive_optimum(F, B, S, T, memory, hin, hout)
+        sched = exact_optimal(chain, memory)
+        stats = simulate(sched, chain)
+        assert stats.peak_memory <= memory
+        assert stats.time == pytest.approx(best, abs=1e-9)
+
+
 def test_infeasible_budget_names_minimum():
     chain = Chain(forward_cost=1, backward_cost=1, state_bytes=10, tape_bytes=100, n_steps=5)
     assert min_memory(chain) == 110
@@ -147,7 +176,7 @@ def test_too_large_is_refused_with_advice():
 @given(chain=int_chains(max_steps=10))
 @settings(max_examples=25)
 def test_frontier_matches_single_budget_plans(chain):
-    front = frontier(chain, slots=int(chain.values("tape_bytes").sum()))
+    front = frontier(chain, slots=max(1, int(simulate(store_all(chain.n_steps), chain).peak_memory)))
     times = [p.time for p in front.points]
     mems = [p.memory for p in front.points]
     assert mems == sorted(mems) and times == sorted(times, reverse=True)
