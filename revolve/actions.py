@@ -11,7 +11,9 @@ NOTE [ Schedule invariants ]
   4. ``Restore(i)`` and ``Discard(i)`` need x_i to be stored.
   5. ``Record(i)`` needs the working state to be x_i, step i not yet reversed and not already taped;
      the working state becomes x_{i+1} and the tape of step i stays live until ``Reverse(i)``.
-  6. ``Reverse(i)`` needs the tape of step i and must come in the order n-1, n-2, ..., 0.
+  6. ``Reverse(i)`` needs the tape of step i and must come in the order n-1, n-2, ..., 0. After a
+     reverse the working state is unknown until a ``Restore``: a state kept only as the working state
+     across a reverse would be memory that nothing counts.
   7. A complete schedule reverses every step exactly once. Snapshots still stored at the end are
      freed by whoever runs it.
   8. Memory counted by the simulator (and by ``revolve.optimal``) is the bytes of the stored states

@@ -17,6 +17,9 @@ __all__ = ["Chain"]
 Number = Union[int, float]
 
 _FIELDS = ("forward_cost", "backward_cost", "state_bytes", "tape_bytes")
+_OPTIONAL = ("forward_overhead", "backward_overhead", "adjoint_bytes")  # default 0: not modelled
+_NUMERIC = _FIELDS + _OPTIONAL
+_PER_STATE = ("state_bytes", "adjoint_bytes")  # n + 1 values
 _FLAGS = ("tape_holds_input", "tape_holds_output")
 
 
@@ -75,6 +78,11 @@ class Chain:
             or n bools; default False). Then x_i is held while that tape is live, and a snapshot of x_i
             shares those bytes instead of adding to them (NOTE [ Schedule invariants ] 8).
         tape_holds_output: likewise for the output x_{i+1} (an activation that saves its result).
+        forward_overhead: bytes that evaluating step i needs for a moment beyond what is held (its input
+            and output while they are not stored, temporaries; n values, default 0).
+        backward_overhead: the same while step i is reversed (the new adjoint, temporaries; default 0).
+        adjoint_bytes: size of the adjoint of x_k (n + 1 values, default 0). The adjoint of x_k is held
+            from the reverse of step k until that of step k - 1, and the output's from the start.
 
     Autograd frameworks save a layer's input or output as part of its backward's data; counting those
     tensors in ``tape_bytes`` as well as in ``state_bytes`` would charge them twice.
@@ -101,26 +109,30 @@ class Chain:
         n_steps: int | None = None,
         tape_holds_input: bool | Sequence[bool] = False,
         tape_holds_output: bool | Sequence[bool] = False,
+        forward_overhead: Number | Sequence[Number] = 0,
+        backward_overhead: Number | Sequence[Number] = 0,
+        adjoint_bytes: Number | Sequence[Number] = 0,
     ):
         where = "revolve.Chain"
         if n_steps is not None:
             n_steps = check_int(where, "n_steps", n_steps, minimum=1)
-        given = dict(forward_cost=forward_cost, backward_cost=backward_cost, state_bytes=state_bytes, tape_bytes=tape_bytes)
+        given = dict(forward_cost=forward_cost, backward_cost=backward_cost, state_bytes=state_bytes, tape_bytes=tape_bytes,
+                     forward_overhead=forward_overhead, backward_overhead=backward_overhead, adjoint_bytes=adjoint_bytes)
         arrays, uniform, implied = {}, {}, {}
         for name, value in given.items():
             arr, scalar, length = _as_values(where, name, value, n_steps)
             arrays[name], uniform[name] = arr, scalar
             if length is not None:
                 # states are x_0..x_n, so their sequence is one longer than the others
-                implied[name] = length - 1 if name == "state_bytes" else length
+                implied[name] = length - 1 if name in _PER_STATE else length
         if implied:
             ns = set(implied.values())
             if len(ns) > 1 or (n_steps is not None and ns != {n_steps}):
                 detail = ", ".join(f"{k} has {len(given[k])} values" for k in implied)
                 expect = f"n_steps={n_steps}" if n_steps is not None else "one n"
                 raise ValueError(
-                    f"{where}: lengths disagree ({detail}); with {expect} the costs and tape_bytes need n values "
-                    f"and state_bytes needs n + 1"
+                    f"{where}: lengths disagree ({detail}); with {expect} the costs, tape_bytes and overheads need "
+                    f"n values and state_bytes and adjoint_bytes need n + 1"
                 )
             n_steps = ns.pop()
         if n_steps is None:
@@ -137,12 +149,12 @@ class Chain:
 
     # -- access ---------------------------------------------------------------------------------
     def values(self, name: str) -> np.ndarray:
-        """The full array of one field (n values, n + 1 for ``state_bytes``)."""
-        if name not in _FIELDS:
-            raise ValueError(f"revolve.Chain.values: unknown field {name!r}; allowed: {', '.join(_FIELDS)}")
+        """The full array of one field (n values, n + 1 for ``state_bytes`` and ``adjoint_bytes``)."""
+        if name not in _NUMERIC:
+            raise ValueError(f"revolve.Chain.values: unknown field {name!r}; allowed: {', '.join(_NUMERIC)}")
         arr = self._arrays[name]
         if arr is None:
-            length = self.n_steps + 1 if name == "state_bytes" else self.n_steps
+            length = self.n_steps + 1 if name in _PER_STATE else self.n_steps
             arr = np.full(length, self._uniform[name])
         return arr
 
@@ -178,6 +190,11 @@ class Chain:
         return arr.copy() if arr is not None else np.zeros(self.n_steps, dtype=bool)
 
     @property
+    def has_overheads(self) -> bool:
+        """True when the chain models the working memory (overheads or adjoints), not only what is held."""
+        return any(self._arrays[k] is not None or self._uniform[k] != 0 for k in _OPTIONAL)
+
+    @property
     def has_shared_states(self) -> bool:
         """True when some tape keeps its step's input or output (states shared with tapes)."""
         return any(v is not None for v in self._flags.values())
@@ -185,7 +202,7 @@ class Chain:
     @property
     def is_uniform(self) -> bool:
         """True when every field was given as a single number."""
-        return all(v is not None for v in self._uniform.values())
+        return all(self._uniform[k] is not None for k in _FIELDS)
 
     # -- JSON -----------------------------------------------------------------------------------
     def to_dict(self) -> dict:
@@ -194,6 +211,10 @@ class Chain:
         for name in _FIELDS:
             u = self._uniform[name]
             doc[name] = u if u is not None else self._arrays[name].tolist()
+        for name in _OPTIONAL:  # written only when modelled
+            u = self._uniform[name]
+            if u != 0:
+                doc[name] = u if u is not None else self._arrays[name].tolist()
         for name in _FLAGS:  # written only when set, so chains without them read as before
             arr = self._flags[name]
             if arr is not None:
@@ -232,14 +253,14 @@ class Chain:
         missing = [k for k in _FIELDS if k not in source]
         if missing:
             raise ValueError(f"{where}: missing field(s) {missing}")
-        flags = {k: source[k] for k in _FLAGS if k in source}
+        flags = {k: source[k] for k in _FLAGS + _OPTIONAL if k in source}
         return cls(n_steps=source.get("n_steps"), **{k: source[k] for k in _FIELDS}, **flags)
 
     def __eq__(self, other) -> bool:
         if not isinstance(other, Chain):
             return NotImplemented
         return self.n_steps == other.n_steps and all(
-            np.array_equal(self.values(k), other.values(k)) for k in _FIELDS
+            np.array_equal(self.values(k), other.values(k)) for k in _NUMERIC
         ) and all(np.array_equal(self.holds(k), other.holds(k)) for k in _FLAGS)
 
     __hash__ = None  # mutable-free but array-valued; equality is by value
@@ -249,6 +270,10 @@ class Chain:
         for name in _FIELDS:
             u = self._uniform[name]
             parts.append(f"{name}={u!r}" if u is not None else f"{name}=[{len(self._arrays[name])} values]")
+        for name in _OPTIONAL:
+            u = self._uniform[name]
+            if u != 0:
+                parts.append(f"{name}={u!r}" if u is not None else f"{name}=[{len(self._arrays[name])} values]")
         for name in _FLAGS:
             arr = self._flags[name]
             if arr is not None:

@@ -83,7 +83,7 @@ def _n_tables(chain: Chain) -> int:
     return 3 if chain.holds("tape_holds_output").any() else 2
 
 
-def _solve(F, B, s_units, t_units, hin, hout, slots: int) -> _Tables:
+def _solve(F, B, s_units, t_units, hin, hout, slots: int, fo=None, bo=None, adj=None) -> _Tables:
     """Fill the DP over memory units 0..slots (vectorized over m and over the split point j).
 
     With tapes that keep their step's input or output (``Chain.tape_holds_*``) a third family joins E
@@ -91,12 +91,18 @@ def _solve(F, B, s_units, t_units, hin, hout, slots: int) -> _Tables:
     it costs nothing and recording step i does not charge it again. Recording step i charges
     t_i, plus s_i if its tape keeps x_i and x_i is not already held (E's m includes s_i, so E and W
     charge alike), plus s_{i+1} if it keeps x_{i+1}; the rest is then H(i+1, ...) instead of W(i+1, ...).
+
+    Working memory (units ``fo``, ``bo``, ``adj``; None when not modelled) only adds feasibility limits: in
+    a sub-problem ending at x_k the adjoint of x_k is held, so evaluating step l needs adj_k + fo_l on
+    top of what the sub-problem holds at that moment, and reversing step i needs adj_{i+1} + bo_i on top
+    of its tape.
     """
     n = len(F)
     M = slots + 1
     inf = np.inf
     Fpre = np.concatenate(([0.0], np.cumsum(F)))
     use_h = bool(np.any(hout))
+    working = fo is not None
     # E3[i, k, m], H3[i, k, m] and W3[k, i, m]: laid out so that the slices over the split point j are contiguous
     E3 = np.full((n + 1, n + 1, M), inf)
     W3 = np.full((n + 1, n + 1, M), inf)
@@ -127,12 +133,20 @@ def _solve(F, B, s_units, t_units, hin, hout, slots: int) -> _Tables:
             c = ti + cin + cout
             if c < M:
                 D[c:] = F[i] + B[i] + rest[: M - c]
+            if working:
+                # the moments of evaluating step i (adjoint of x_k held) and of reversing it (adjoint of x_{i+1})
+                moment = max(int(adj[k]) + int(fo[i]), int(adj[i + 1]) + int(bo[i]))
+                D[: min(M, c + moment)] = inf
+                maxfo = np.maximum.accumulate(fo[i : k - 1]) + int(adj[k]) if length >= 2 else None
             if si < M:
                 Ei = D[si:].copy()
                 ch = np.where(np.isfinite(Ei), 0, -1).astype(ctype)
                 if length >= 2:
                     # F_{i..j-1} + W(j, k, m - s_i) + E(i, j, m), m = s_i..slots
-                    best, arg = best_split(i, k, E3[i, i + 1 : k, si:], W3[k, i + 1 : k, : M - si], M - si)
+                    left = E3[i, i + 1 : k, si:]
+                    if working:  # advancing from x_i to x_j: x_i stored, adjoint of x_k held, one step at a time
+                        left = np.where(np.arange(si, M)[None, :] < (si + maxfo)[:, None], inf, left)
+                    best, arg = best_split(i, k, left, W3[k, i + 1 : k, : M - si], M - si)
                     better = best < Ei  # prefer recording when tied: fewer snapshots
                     Ei[better] = best[better]
                     ch[better] = arg[better]
@@ -148,9 +162,14 @@ def _solve(F, B, s_units, t_units, hin, hout, slots: int) -> _Tables:
                 c = ti + cout
                 if c < M:
                     Hi[c:] = F[i] + B[i] + rest[: M - c]
+                if working:
+                    Hi[: min(M, c + moment)] = inf
                 ch = np.where(np.isfinite(Hi), 0, -1).astype(ctype)
                 if length >= 2:
-                    best, arg = best_split(i, k, H3[i, i + 1 : k], W3[k, i + 1 : k], M)
+                    left = H3[i, i + 1 : k]
+                    if working:
+                        left = np.where(np.arange(M)[None, :] < maxfo[:, None], inf, left)
+                    best, arg = best_split(i, k, left, W3[k, i + 1 : k], M)
                     better = best < Hi
                     Hi[better] = best[better]
                     ch[better] = arg[better]
@@ -257,6 +276,9 @@ def _min_memory_choice(chain: Chain) -> tuple[float, dict]:
     T = chain.values("tape_bytes")
     hin = chain.holds("tape_holds_input")
     hout = chain.holds("tape_holds_output")
+    FO = chain.values("forward_overhead")
+    BO = chain.values("backward_overhead")
+    A = chain.values("adjoint_bytes")
     W = np.full((n + 1, n + 1), np.inf)
     E = np.full((n + 1, n + 1), np.inf)
     H = np.full((n + 1, n + 1), np.inf)
@@ -268,11 +290,14 @@ def _min_memory_choice(chain: Chain) -> tuple[float, dict]:
             k = i + length
             cout = S[i + 1] if hout[i] else 0.0
             rest = (H if hout[i] else W)[i + 1, k]
-            D = T[i] + (S[i] if hin[i] else 0.0) + cout + rest
-            best, c = max(S[i], D), 0
+            moment = max(A[k] + FO[i], A[i + 1] + BO[i])  # evaluating, then reversing step i
+            c_h = T[i] + cout
+            D = c_h + (S[i] if hin[i] else 0.0) + max(moment, rest)
+            best, c = max(S[i] + A[k], D), 0
             if length >= 2:
                 js = np.arange(i + 1, k)
-                cand = np.maximum(S[i] + W[js, k], E[i, js])
+                adv = A[k] + np.maximum.accumulate(FO[i : k - 1])  # advancing from x_i to x_j
+                cand = np.maximum(S[i] + np.maximum(adv, W[js, k]), E[i, js])
                 a = int(np.argmin(cand))
                 if cand[a] < best:
                     best, c = float(cand[a]), int(js[a])
@@ -281,9 +306,9 @@ def _min_memory_choice(chain: Chain) -> tuple[float, dict]:
             W[i, k] = min(best, D)
             ch[("W", i, k)] = 0 if D <= best else c
             if i > 0 and hout[i - 1]:
-                best, c = T[i] + cout + rest, 0
+                best, c = c_h + max(moment, rest), 0
                 if length >= 2:
-                    cand = np.maximum(W[js, k], H[i, js])
+                    cand = np.maximum(np.maximum(adv, W[js, k]), H[i, js])
                     a = int(np.argmin(cand))
                     if cand[a] < best:
                         best, c = float(cand[a]), int(js[a])
@@ -306,8 +331,12 @@ def min_memory(chain: Chain) -> float:
 def _plan_tables(chain: Chain, unit: float, slots: int, *, up: bool) -> _Tables:
     F = chain.values("forward_cost")
     B = chain.values("backward_cost")
+    work = {}
+    if chain.has_overheads:
+        work = {k: _units(chain.values(name), unit, up=up)
+                for k, name in (("fo", "forward_overhead"), ("bo", "backward_overhead"), ("adj", "adjoint_bytes"))}
     return _solve(F, B, _units(chain.values("state_bytes"), unit, up=up), _units(chain.values("tape_bytes"), unit, up=up),
-                  chain.holds("tape_holds_input"), chain.holds("tape_holds_output"), slots)
+                  chain.holds("tape_holds_input"), chain.holds("tape_holds_output"), slots, **work)
 
 
 def optimal(chain: Chain, *, memory: float, slots: int = DEFAULT_SLOTS, lower_bound: bool = True) -> Schedule:

@@ -36,7 +36,8 @@ class SimulationStats:
         time: total time under the chain's costs (forward costs of advances and records plus backward
             costs), or None without a chain.
         peak_memory: most bytes held at once (stored states + live tapes, a state shared by a snapshot and
-            a tape counted once), or None without a chain.
+            a tape counted once; with a chain that models working memory, plus the adjoint held and the
+            overhead of the step being evaluated or reversed), or None without a chain.
         peak_bytes_by_storage: storage level -> most bytes of states stored there at once ("tape" for
             tapes), or None without a chain.
     """
@@ -128,6 +129,12 @@ def simulate(schedule: Schedule | Iterable, chain: Chain | None = None, *, n_ste
         hin = chain.holds("tape_holds_input").tolist()
         hout = chain.holds("tape_holds_output").tolist()
         holders = [0] * (n + 1)
+    # working memory (Chain.forward_overhead / backward_overhead / adjoint_bytes): a moment's peaks
+    working = chain is not None and chain.has_overheads
+    if working:
+        FO = chain.values("forward_overhead").tolist()
+        BO = chain.values("backward_overhead").tolist()
+        A = chain.values("adjoint_bytes").tolist()
     cur = 0  # working state index; -1 when unknown
     adj = n  # the adjoint of x_adj is known; the next reverse must be step adj - 1
     stored: dict[int, str] = {}
@@ -141,6 +148,8 @@ def simulate(schedule: Schedule | Iterable, chain: Chain | None = None, *, n_ste
     time = 0.0
     mem = peak_mem = tape_mem = peak_tape_mem = 0.0
     has_chain = chain is not None
+    if working:
+        mem = peak_mem = A[n]  # the output's adjoint is held throughout (the output during the first sweep)
     k = -1
     for k, act in enumerate(schedule):
         cls = act.__class__
@@ -153,6 +162,8 @@ def simulate(schedule: Schedule | Iterable, chain: Chain | None = None, *, n_ste
             advances += b - a
             if has_chain:
                 time += F[b] - F[a]
+                if working and mem + max(FO[a:b]) > peak_mem:
+                    peak_mem = mem + max(FO[a:b])
             cur = b
         elif cls is Record:
             i = act.step
@@ -176,8 +187,8 @@ def simulate(schedule: Schedule | Iterable, chain: Chain | None = None, *, n_ste
                         holders[j] += 1
                         if holders[j] == 1:
                             mem += S[j]
-                if mem > peak_mem:
-                    peak_mem = mem
+                if mem + (FO[i] if working else 0.0) > peak_mem:
+                    peak_mem = mem + (FO[i] if working else 0.0)
                 if tape_mem > peak_tape_mem:
                     peak_tape_mem = tape_mem
         elif cls is Reverse:
@@ -189,8 +200,13 @@ def simulate(schedule: Schedule | Iterable, chain: Chain | None = None, *, n_ste
                 raise ScheduleError(k, act, f"the tape of step {i} is not live (Record({i}) must come first)")
             tapes.remove(i)
             adj = i
+            cur = -1  # NOTE [ Schedule invariants ] 6: a reverse ends the working state
             if has_chain:
                 time += B[i]
+                if working:
+                    if mem + BO[i] > peak_mem:
+                        peak_mem = mem + BO[i]
+                    mem += A[i] - A[i + 1]  # the adjoint of x_{i+1} becomes that of x_i
                 mem -= T[i]
                 tape_mem -= T[i]
                 if shared:
@@ -274,4 +290,4 @@ def simulate(schedule: Schedule | Iterable, chain: Chain | None = None, *, n_ste
 
 
 def _state(cur: int) -> str:
-    return f"x_{cur}" if cur >= 0 else "unknown"
+    return f"x_{cur}" if cur >= 0 else "unknown after a Reverse (Restore a stored state first)"

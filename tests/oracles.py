@@ -35,14 +35,16 @@ def brute_force_writes(n_max: int, s_max: int, T: np.ndarray) -> np.ndarray:
     return W
 
 
-def exhaustive_optimum(F, B, S, T, memory, hin=None, hout=None):
+def exhaustive_optimum(F, B, S, T, memory, hin=None, hout=None, fo=None, bo=None, adj=None):
     """Least total time of any valid schedule whose held bytes never exceed ``memory``: Dijkstra over states.
 
     A state is (working state, stored states, live tapes, next step to reverse). Moves are every action of
     the vocabulary (any Advance length), with the chain's costs; Snapshot, Restore and Discard are free.
     Held bytes: the union of stored states and the states live tapes keep (``hin[i]``: tape i keeps x_i,
-    ``hout[i]``: x_{i+1}), each once, plus the tapes. Returns the least time, or inf when no schedule
-    fits. Independent of the planner code.
+    ``hout[i]``: x_{i+1}), each once, plus the tapes, plus ``adj[a]`` where a is the next step to
+    reverse + 1. Evaluating step l needs ``fo[l]`` on top (an advance: for each step it runs; a record:
+    once its tape is held) and reversing step i needs ``bo[i]`` on top of the held bytes before it.
+    Returns the least time, or inf when no schedule fits. Independent of the planner code.
     """
     import heapq
 
@@ -58,35 +60,44 @@ def exhaustive_optimum(F, B, S, T, memory, hin=None, hout=None):
     hin = [False] * n if hin is None else list(hin)
     hout = [False] * n if hout is None else list(hout)
 
-    def held(stored, tapes):
+    fo = [0] * n if fo is None else list(fo)
+    bo = [0] * n if bo is None else list(bo)
+    adj = [0] * (n + 1) if adj is None else list(adj)
+
+    def held(stored, tapes, a):
         states = set(stored) | {i for i in tapes if hin[i]} | {i + 1 for i in tapes if hout[i]}
-        return sum(S[i] for i in states) + sum(T[i] for i in tapes)
+        return sum(S[i] for i in states) + sum(T[i] for i in tapes) + adj[a]
 
     while heap:
         d, _, state = heapq.heappop(heap)
         if d > dist.get(state, np.inf):
             continue
-        cur, stored, tapes, adj = state
-        if adj == 0:
+        cur, stored, tapes, a = state
+        if a == 0:
             return d
         moves = []
+        now = held(stored, tapes, a)
         if cur is not None:
+            worst = 0
             for b in range(cur + 1, n + 1):
-                moves.append((pre[b] - pre[cur], (b, stored, tapes, adj)))
+                worst = max(worst, fo[b - 1])
+                if now + worst > memory:
+                    break
+                moves.append((pre[b] - pre[cur], (b, stored, tapes, a)))
             if cur not in stored and cur <= n:
                 ns = stored | {cur}
-                if held(ns, tapes) <= memory:
-                    moves.append((0.0, (cur, ns, tapes, adj)))
-            if cur < adj and cur < n and cur not in tapes:
+                if held(ns, tapes, a) <= memory:
+                    moves.append((0.0, (cur, ns, tapes, a)))
+            if cur < a and cur < n and cur not in tapes:
                 nt = tapes | {cur}
-                if held(stored, nt) <= memory:
-                    moves.append((F[cur], (cur + 1, stored, nt, adj)))
+                if held(stored, nt, a) + fo[cur] <= memory:
+                    moves.append((F[cur], (cur + 1, stored, nt, a)))
         for i in stored:
-            if i != cur:
-                moves.append((0.0, (i, stored, tapes, adj)))
-            moves.append((0.0, (cur, stored - {i}, tapes, adj)))
-        if adj - 1 in tapes:
-            moves.append((B[adj - 1], (cur, stored, tapes - {adj - 1}, adj - 1)))
+            if i != cur:  # restore
+                moves.append((0.0, (i, stored, tapes, a)))
+            moves.append((0.0, (cur, stored - {i}, tapes, a)))
+        if a - 1 in tapes and now + bo[a - 1] <= memory:
+            moves.append((B[a - 1], (None, stored, tapes - {a - 1}, a - 1)))  # rule 6: the working state ends
         for cost, ns in moves:
             nd = d + cost
             if nd < dist.get(ns, np.inf):

@@ -33,7 +33,7 @@ def test_json_round_trip(tmp_path):
         (dict(tape_bytes="big"), TypeError, "tape_bytes must be a number or a sequence"),
         (dict(tape_bytes=True), TypeError, "tape_bytes must be a number"),
         (dict(tape_bytes=[1, 2]), ValueError, "lengths disagree"),
-        (dict(state_bytes=[1, 2, 3]), ValueError, "state_bytes needs n \\+ 1"),
+        (dict(state_bytes=[1, 2, 3]), ValueError, "state_bytes and adjoint_bytes need n \\+ 1"),
         (dict(n_steps=0), ValueError, "n_steps must be >= 1"),
         (dict(n_steps=2.0), TypeError, "n_steps must be an integer"),
     ],
@@ -85,3 +85,14 @@ def test_shared_state_flags(tmp_path):
 def test_shared_state_flag_validation(kw, exc, msg):
     with pytest.raises(exc, match=msg):
         Chain(forward_cost=1, backward_cost=1, state_bytes=1, tape_bytes=1, n_steps=3, **kw)
+
+
+def test_working_memory_fields_round_trip():
+    c = Chain(forward_cost=1, backward_cost=1, state_bytes=1, tape_bytes=1, n_steps=2,
+              forward_overhead=[3, 4], backward_overhead=5, adjoint_bytes=[1, 2, 3])
+    assert c.has_overheads and Chain.from_json(c.to_json()) == c
+    assert c.values("adjoint_bytes").tolist() == [1, 2, 3] and c.values("backward_overhead").tolist() == [5, 5]
+    plain = Chain(forward_cost=1, backward_cost=1, state_bytes=1, tape_bytes=1, n_steps=2)
+    assert not plain.has_overheads and "overhead" not in plain.to_json()
+    with pytest.raises(ValueError, match=r"forward_overhead\[1\] must be finite and >= 0"):
+        Chain(forward_cost=1, backward_cost=1, state_bytes=1, tape_bytes=1, n_steps=2, forward_overhead=[1, -1])

@@ -24,6 +24,10 @@ def int_chains(draw, max_steps=12):
     if shared:  # tapes that keep their step's input or output (NOTE [ Schedule invariants ] 8)
         flags = {name: draw(st.lists(st.booleans(), min_size=n, max_size=n))
                  for name in ("tape_holds_input", "tape_holds_output")}
+    if draw(st.booleans()):  # working memory: overheads of evaluating and reversing, adjoints
+        flags["forward_overhead"] = draw(st.lists(st.integers(0, 30), min_size=n, max_size=n))
+        flags["backward_overhead"] = draw(st.lists(st.integers(0, 30), min_size=n, max_size=n))
+        flags["adjoint_bytes"] = draw(st.lists(st.integers(0, 12), min_size=n + 1, max_size=n + 1))
     return Chain(forward_cost=f, backward_cost=b, state_bytes=s, tape_bytes=t, **flags)
 
 
@@ -113,10 +117,11 @@ def test_exhaustive_search_small_chains():
     assert worst < 0.05
 
 
-def test_exhaustive_search_with_shared_states():
-    """As above, with tapes that keep their step's input or output: min_memory is the true minimum and
-    the DP's time the exhaustive optimum on every chain tried (the union of held states counted once)."""
-    rng = np.random.default_rng(5)
+@pytest.mark.parametrize("working", [False, True])
+def test_exhaustive_search_with_shared_states(working):
+    """As above, with tapes that keep their step's input or output (and, with ``working``, overheads and
+    adjoints): min_memory is the true minimum and the DP's time the exhaustive optimum on every chain tried."""
+    rng = np.random.default_rng(5 + working)
     for _ in range(60):
         n = int(rng.integers(1, 6))
         F = rng.integers(1, 10, n).astype(float)
@@ -124,13 +129,18 @@ def test_exhaustive_search_with_shared_states():
         S = rng.choice([1, 1, 2, 12, 20], n + 1).astype(float)
         T = rng.choice([0, 1, 3, 6, 15], n).astype(float)
         hin, hout = rng.random(n) < 0.5, rng.random(n) < 0.5
+        work = {}
+        if working:
+            work = dict(fo=rng.choice([0, 2, 10, 30], n), bo=rng.choice([0, 3, 10, 30], n), adj=rng.choice([0, 1, 5, 20], n + 1))
         chain = Chain(forward_cost=F, backward_cost=B, state_bytes=S, tape_bytes=T,
-                      tape_holds_input=hin.tolist(), tape_holds_output=hout.tolist())
+                      tape_holds_input=hin.tolist(), tape_holds_output=hout.tolist(),
+                      **({} if not working else dict(forward_overhead=work["fo"], backward_overhead=work["bo"],
+                                                     adjoint_bytes=work["adj"])))
         lo = min_memory(chain)
-        assert exhaustive_optimum(F, B, S, T, lo, hin, hout) < np.inf
-        assert exhaustive_optimum(F, B, S, T, lo - 1, hin, hout) == np.inf
+        assert exhaustive_optimum(F, B, S, T, lo, hin, hout, **work) < np.inf
+        assert exhaustive_optimum(F, B, S, T, lo - 1, hin, hout, **work) == np.inf
         memory = max(1.0, float(rng.integers(int(lo), int(lo + T.sum() + S.sum()) + 1)))
-        best = exhaustive_optimum(F, B, S, T, memory, hin, hout)
+        best = exhaustive_optimum(F, B, S, T, memory, hin, hout, **work)
         sched = exact_optimal(chain, memory)
         stats = simulate(sched, chain)
         assert stats.peak_memory <= memory
