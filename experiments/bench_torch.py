@@ -9,7 +9,7 @@ step (forward, loss, backward) of:
   - revolve's CheckpointedSequential with strategy "optimal" on a grid of budgets from the smallest
     feasible to store-all, and "binomial" / "periodic" on a few budgets.
 Memory is measured the same way for every method: on CPU, the peak bytes of live tensor storages created
-during the step (each storage counted once, views skipped, tracked with a TorchDispatchMode); on CUDA,
+during the step (each storage counted once, views skipped: revolve.integrations.torch.PeakStorages); on CUDA,
 torch.cuda.max_memory_allocated above the memory allocated before the step. Parameter gradients are freed
 before each step, so every method is charged for them alike. Writes a CSV and a PNG per model and prints
 the comparison the goal asks for: at equal or lower memory, revolve's fastest step against
@@ -23,45 +23,17 @@ import csv
 import statistics
 import sys
 import time
-import weakref
 from pathlib import Path
 
 import torch
 from torch import nn
-from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_leaves
 from torch.utils.checkpoint import checkpoint_sequential
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import revolve  # noqa: E402
-from revolve.integrations.torch import CheckpointedSequential, profile  # noqa: E402
+from revolve.integrations.torch import CheckpointedSequential, PeakStorages, profile  # noqa: E402
 from revolve.plotting import _pyplot  # noqa: E402
-
-
-class LiveStorages(TorchDispatchMode):
-    """Peak bytes of live tensor storages created inside the mode (each storage once)."""
-
-    def __init__(self):
-        super().__init__()
-        self.live: dict[int, int] = {}
-        self.cur = self.peak = 0
-
-    def _free(self, key):
-        self.cur -= self.live.pop(key, 0)
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        out = func(*args, **(kwargs or {}))
-        for t in tree_leaves(out):
-            if isinstance(t, torch.Tensor):
-                s = t.untyped_storage()
-                key = s.data_ptr()
-                if key and key not in self.live and s.nbytes():
-                    self.live[key] = s.nbytes()
-                    self.cur += s.nbytes()
-                    self.peak = max(self.peak, self.cur)
-                    weakref.finalize(s, self._free, key)
-        return out
 
 
 # Shapes are chosen so that activations, not parameters, dominate memory (batch x width >> width^2),
@@ -103,7 +75,7 @@ def measure(step_fn, model, device, repeats):
             step_fn()
             torch.cuda.synchronize()
             return time.perf_counter() - t, torch.cuda.max_memory_allocated() - base
-        tracker = LiveStorages()
+        tracker = PeakStorages()
         t = time.perf_counter()
         with tracker:
             step_fn()

@@ -31,17 +31,20 @@ from __future__ import annotations
 
 import contextlib
 import time
+import weakref
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
 from torch import nn
 from torch.autograd.graph import get_gradient_edge
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
 
 import revolve
 from revolve import Advance, Chain, Discard, InfeasibleBudget, Record, Restore, Reverse, Schedule, Snapshot
 
-__all__ = ["profile", "CheckpointedSequential", "checkpoint_sequential", "plan", "RunStats"]
+__all__ = ["profile", "CheckpointedSequential", "checkpoint_sequential", "plan", "RunStats", "PeakStorages"]
 
 Strategy = Literal["optimal", "binomial", "periodic", "store_all"]
 _STRATEGIES = ("optimal", "binomial", "periodic", "store_all")
@@ -101,6 +104,43 @@ class _SavedStorages:
         key, size = _storage_key(t)
         if key not in self.owned:
             self.sizes[key] = size
+
+
+class PeakStorages(TorchDispatchMode):
+    """Peak bytes of the tensor storages created inside the block and still alive (each storage once).
+
+    Used by ``profile`` to measure a layer's working memory and by the benchmark to measure a training
+    step the same way on every device; ``peak`` is relative to the moment the block was entered.
+
+    Example:
+        >>> with PeakStorages() as m:
+        ...     y = torch.ones(1000).exp()
+        >>> m.peak
+        8000
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.live: dict = {}
+        self.cur = self.peak = 0
+
+    def _free(self, key):
+        self.cur -= self.live.pop(key, 0)
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        # an output sharing an argument's storage is a view or an in-place result: not new memory
+        given = {(t.device, t.untyped_storage().data_ptr()) for t in tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor)}
+        for t in tree_leaves(out):
+            if isinstance(t, torch.Tensor):
+                s = t.untyped_storage()
+                key = (t.device, s.data_ptr())
+                if s.data_ptr() and key not in self.live and key not in given and s.nbytes():
+                    self.live[key] = s.nbytes()
+                    self.cur += s.nbytes()
+                    self.peak = max(self.peak, self.cur)
+                    weakref.finalize(s, self._free, key)
+        return out
 
 
 def _rng_devices(x: torch.Tensor):
@@ -196,7 +236,32 @@ class _Timer:
 
 # ---- profiling ---------------------------------------------------------------------------------------
 
-def profile(model, example_input: torch.Tensor, *, repeats: int = 5) -> Chain:
+def _working_memory(layer: nn.Module, x: torch.Tensor, held_by_tape: int) -> tuple[float, float]:
+    """A layer's moment peaks beyond what is held: (forward_overhead without the input, backward_overhead).
+
+    Measured once with ``PeakStorages``: the storages the no-grad forward creates (output, temporaries);
+    those a recording creates beyond ``held_by_tape`` (what the chain charges to its tape); those the
+    layer's backward creates (the input's adjoint, parameter gradients, temporaries).
+    """
+    with torch.no_grad(), PeakStorages() as m:
+        layer(x)
+    forward = m.peak
+    x_in = _graph_input(x) if x.is_floating_point() else x.detach()
+    with torch.enable_grad(), PeakStorages() as m:
+        out = layer(x_in)
+    forward = max(forward, m.peak - held_by_tape)
+    backward = 0
+    if out.requires_grad and out is not x_in:
+        grad_out = torch.ones_like(out)
+        inputs = ([get_gradient_edge(x_in)] if x_in.requires_grad else []) + [p for p in layer.parameters() if p.requires_grad]
+        with PeakStorages() as m:
+            grads = torch.autograd.grad([out], inputs, [grad_out], allow_unused=True)
+            del grads
+        backward = m.peak
+    return float(forward), float(backward)
+
+
+def profile(model, example_input: torch.Tensor, *, repeats: int = 5, working_memory: bool = True) -> Chain:
     """Measure each layer and return the ``revolve.Chain`` the planners need.
 
     Each child of the model is one step. To plan per block rather than per layer, group layers into
@@ -206,7 +271,12 @@ def profile(model, example_input: torch.Tensor, *, repeats: int = 5) -> Chain:
     input and output, and the bytes autograd saves for its backward (storages counted once, views
     skipped, parameters and buffers excluded: exactly what a recording keeps until its reverse). When
     the saved tensors include the layer's input (a linear layer) or its output (tanh), the chain flags
-    it (``tape_holds_input`` / ``tape_holds_output``) instead of counting that state twice. Times are medians
+    it (``tape_holds_input`` / ``tape_holds_output``) instead of counting that state twice. With
+    ``working_memory`` (the default) the chain also models what a layer needs for a moment: its input
+    and what its forward creates beyond its tape (``forward_overhead``), what its backward creates
+    (``backward_overhead``: the input's gradient, parameter gradients, temporaries), and the gradient of
+    each activation (``adjoint_bytes``), so that a plan's budget covers the step's whole activation
+    memory rather than only what is kept between forward and backward. Times are medians
     of ``repeats`` runs after a warm-up run (CUDA events on a GPU). Profiling leaves the model as it found it: buffers such
     as BatchNorm statistics are restored, the caller's RNG stream is untouched, no ``.grad`` is written.
 
@@ -222,6 +292,7 @@ def profile(model, example_input: torch.Tensor, *, repeats: int = 5) -> Chain:
     x = _check_input(layers, example_input, where)
     owned = _owned_keys(layers)
     fwd, bwd, states, tapes, holds_in, holds_out = [], [], [float(_storage_key(x)[1])], [], [], []
+    f_over, b_over, adjoints = [], [], [float(_storage_key(x)[1]) if x.is_floating_point() else 0.0]
     saved_buffers = [(b, b.detach().clone()) for m in layers for b in m.buffers()]
     try:
         with torch.random.fork_rng(devices=_rng_devices(x)):
@@ -258,14 +329,25 @@ def profile(model, example_input: torch.Tensor, *, repeats: int = 5) -> Chain:
                 tapes.append(float(tape))
                 holds_in.append(keeps_in)
                 holds_out.append(keeps_out)
+                if working_memory:
+                    kept_out = keys[out_key] if keeps_out else 0
+                    fo, bo = _working_memory(layer, x, int(tape) + kept_out)
+                    f_over.append(states[-1] + fo)  # the input is alive while the layer runs
+                    b_over.append(bo)
                 x = y.detach()
                 states.append(float(_storage_key(x)[1]))
+                adjoints.append(states[-1] if x.is_floating_point() else 0.0)
     finally:
         with torch.no_grad():
             for b, v in saved_buffers:
                 b.copy_(v)
+    if working_memory:
+        # autograd holds the output's gradient for the whole backward: a constant on top of every moment
+        f_over = [f + adjoints[-1] for f in f_over]
+        b_over = [b + adjoints[-1] for b in b_over]
+    work = dict(forward_overhead=f_over, backward_overhead=b_over, adjoint_bytes=adjoints) if working_memory else {}
     return Chain(forward_cost=fwd, backward_cost=bwd, state_bytes=states, tape_bytes=tapes,
-                 tape_holds_input=holds_in, tape_holds_output=holds_out)
+                 tape_holds_input=holds_in, tape_holds_output=holds_out, **work)
 
 
 def _check_input(layers, x, where):
@@ -461,6 +543,7 @@ class _Runner:
                         k = self.param_index[id(p)]
                         self.param_grads[k] = g if self.param_grads[k] is None else self.param_grads[k] + g
                 self._release(sizes)
+                self.x = None  # NOTE [ Schedule invariants ] 6: the working state ends; do not keep it alive
             case Snapshot(index=k):
                 t = self.x.detach()
                 key, size = _storage_key(t)
@@ -477,15 +560,15 @@ class _Runner:
                 self._release({key: size} if key not in self.owned else {})
             case _:
                 raise revolve.RevolveInternalError(f"torch adapter: unknown action {action!r}")
-        return self.cur == self.n and self.output is None
+        return self.cur == self.n and not self.reached
 
     def forward(self, x: torch.Tensor, x0_needs_grad: bool) -> torch.Tensor:
         self.x0_needs_grad = x0_needs_grad
-        self.x, self.output = x.detach(), None
+        self.x, self.reached = x.detach(), False
         for action in self.actions:
             if self._step(action):
-                self.output = self.x.detach()
-                return self.output
+                self.reached = True
+                return self.x.detach()
         raise revolve.RevolveInternalError("torch adapter: the schedule never reached the output")
 
     def backward(self, grad_out: torch.Tensor):
@@ -523,9 +606,13 @@ class CheckpointedSequential(nn.Module):
 
     Arguments:
         model: an ``nn.Sequential`` or a list of modules applied one after the other.
-        memory: budget in bytes (or "512MiB") for the activations kept between forward and backward.
+        memory: budget in bytes (or "512MiB") for the step's activation memory: with ``working_memory``
+            (default) everything the forward and backward create except parameter gradients (stored
+            inputs, tapes, the working activation, gradients of activations, layer temporaries);
+            without it only what is kept between forward and backward (stored inputs and tapes).
         strategy: "optimal" (default, the DP), "binomial", "periodic" or "store_all".
         slots: memory discretization of the DP (default 500).
+        working_memory: plan for the whole working memory (see ``profile``), not only what is kept.
 
     Plans are made on the first call for each input shape, dtype and device (profiling the model once)
     and cached (train and eval mode plan separately). Under ``torch.no_grad``, or when nothing needs a
@@ -543,7 +630,8 @@ class CheckpointedSequential(nn.Module):
         >>> net(torch.randn(8, 16)).sum().backward()
     """
 
-    def __init__(self, model, *, memory: float | str, strategy: Strategy = "optimal", slots: int = 500):
+    def __init__(self, model, *, memory: float | str, strategy: Strategy = "optimal", slots: int = 500,
+                 working_memory: bool = True):
         super().__init__()
         where = "revolve.integrations.torch.CheckpointedSequential"
         layers = _layers(model, where)
@@ -553,6 +641,7 @@ class CheckpointedSequential(nn.Module):
             raise ValueError(f"{where}: strategy must be one of {', '.join(_STRATEGIES)}, got {strategy!r}")
         self.strategy = strategy
         self.slots = slots
+        self.working_memory = working_memory
         self._plans: dict = {}
         self.last_stats: RunStats | None = None
 
@@ -565,7 +654,7 @@ class CheckpointedSequential(nn.Module):
         """Schedule, chain and predicted peak bytes, planned once per shape, dtype, device and mode."""
         key = (tuple(x.shape), x.dtype, x.device, self.training)
         if key not in self._plans:
-            chain = profile(list(self.layers), x)
+            chain = profile(list(self.layers), x, working_memory=self.working_memory)
             schedule = plan(chain, memory=self.memory, strategy=self.strategy, slots=self.slots)
             self._plans[key] = (schedule, chain, revolve.simulate(schedule, chain).peak_memory)
         return self._plans[key]
@@ -589,6 +678,7 @@ class CheckpointedSequential(nn.Module):
         return _ScheduledChain.apply(runner, x, *params)
 
 
-def checkpoint_sequential(model, x: torch.Tensor, *, memory: float | str, strategy: Strategy = "optimal") -> torch.Tensor:
+def checkpoint_sequential(model, x: torch.Tensor, *, memory: float | str, strategy: Strategy = "optimal",
+                          working_memory: bool = True) -> torch.Tensor:
     """Functional form: ``CheckpointedSequential(model, memory=..., strategy=...)(x)`` (plans are not cached)."""
-    return CheckpointedSequential(model, memory=memory, strategy=strategy)(x)
+    return CheckpointedSequential(model, memory=memory, strategy=strategy, working_memory=working_memory)(x)

@@ -190,3 +190,45 @@ def test_grouped_blocks_are_steps():
     out_p, rng_p = run_plain(plain, xp, seed=4)
     out_o, rng_o = run_plain(CheckpointedSequential(ours_model, memory=revolve.min_memory(chain)), xo, seed=4)
     assert_same(plain, ours_model, xp, xo, out_p, out_o, rng_p, rng_o)
+
+
+def test_profile_counts_saved_states_once_and_measures_working_memory():
+    model = nn.Sequential(nn.Linear(8, 32), nn.Tanh(), nn.Linear(32, 4), nn.GELU())
+    x = torch.randn(16, 8)
+    chain = profile(model, x)
+    S = [16 * 8 * 4, 16 * 32 * 4, 16 * 32 * 4, 16 * 4 * 4, 16 * 4 * 4]
+    assert chain.values("state_bytes").tolist() == S
+    # linear and GELU save their input, tanh its output: flagged, not counted again in tape_bytes
+    assert chain.holds("tape_holds_input").tolist() == [True, False, True, True]
+    assert chain.holds("tape_holds_output").tolist() == [False, True, False, False]
+    assert chain.values("tape_bytes").tolist() == [0, 0, 0, 0]
+    # the output's gradient (S[4]) is held throughout the backward; a layer runs with its input and output
+    # alive, and its backward creates the input's gradient and its parameters' gradients
+    out_grad = S[4]
+    assert chain.values("forward_overhead").tolist()[:3] == [S[0] + S[1] + out_grad, S[1] + S[2] + out_grad,
+                                                             S[2] + S[3] + out_grad]
+    assert chain.values("backward_overhead")[0] == S[0] + (32 * 8 + 32) * 4 + out_grad
+    assert chain.values("backward_overhead")[1] == S[1] + out_grad
+    assert chain.values("adjoint_bytes").tolist() == S
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_whole_step_peak_within_budget(strategy):
+    """The budget covers the step's whole activation memory, measured as every tensor storage the step
+    creates (forward, loss and backward); only the parameters' gradients are outside it."""
+    from revolve.integrations.torch import PeakStorages
+
+    torch.manual_seed(0)
+    deep = nn.Sequential(*[m for _ in range(6) for m in (nn.Linear(32, 32), nn.Tanh())])
+    for base, x in ((mixed(torch.float32), torch.randn(64, 8)), (deep, torch.randn(128, 32))):
+        chain = profile(base, x)
+        grads = sum(p.numel() * p.element_size() for p in base.parameters())
+        for memory in budgets(chain, strategy):
+            net = CheckpointedSequential(base, memory=memory, strategy=strategy)
+            net(x).square().mean().backward()  # plans; the measured step below runs the cached plan
+            for p in base.parameters():
+                p.grad = None
+            with PeakStorages() as measured:
+                net(x).square().mean().backward()
+            assert measured.peak - grads <= memory, (strategy, memory, measured.peak, grads)
+            assert net.last_stats.peak_bytes <= net.last_stats.predicted_bytes <= memory
