@@ -16,13 +16,14 @@ schedule is planned within the budget (the heterogeneous DP by default) and exec
 - parameters are inputs of the autograd Function, so their gradients flow even when the input does not
   require grad, work with ``torch.autograd.grad``, and accumulate over layers that share them.
 
-What the budget covers: the activations the plan keeps between forward and backward, i.e. the stored
-layer inputs (snapshots) plus everything autograd saves for the layers whose tapes are live. Consecutive
-recorded layers form one autograd graph, as in the plain model, and a recording that starts a segment
-takes its input as a view of x through an identity autograd node rather than as a leaf, so nothing else
-is held. Not covered:
-parameters and their gradients, optimizer state, the input you pass and the output returned, and the
-temporaries inside one layer's forward or backward.
+What the budget covers (``working_memory=True``, the default): the training step's whole activation
+memory, i.e. every storage the forward, the loss and the backward create except parameter gradients: the
+stored layer inputs, what autograd saves for the layers whose tapes are live (a saved input or output is
+the activation itself and counts once), the activation being computed, layer temporaries and the
+gradients of activations. With ``working_memory=False``: only the stored inputs and live tapes.
+Consecutive recorded layers form one autograd graph, as in the plain model, and a recording that starts
+a segment takes its input as a view of x through an identity autograd node rather than as a leaf, so
+nothing else is held. Never covered: parameters, their gradients, optimizer state, the input you pass.
 
 Only this module imports torch.
 """
@@ -255,8 +256,7 @@ def _working_memory(layer: nn.Module, x: torch.Tensor, held_by_tape: int) -> tup
         grad_out = torch.ones_like(out)
         inputs = ([get_gradient_edge(x_in)] if x_in.requires_grad else []) + [p for p in layer.parameters() if p.requires_grad]
         with PeakStorages() as m:
-            grads = torch.autograd.grad([out], inputs, [grad_out], allow_unused=True)
-            del grads
+            torch.autograd.grad([out], inputs, [grad_out], allow_unused=True)  # its results count until freed
         backward = m.peak
     return float(forward), float(backward)
 
@@ -272,8 +272,8 @@ def profile(model, example_input: torch.Tensor, *, repeats: int = 5, working_mem
     skipped, parameters and buffers excluded: exactly what a recording keeps until its reverse). When
     the saved tensors include the layer's input (a linear layer) or its output (tanh), the chain flags
     it (``tape_holds_input`` / ``tape_holds_output``) instead of counting that state twice. With
-    ``working_memory`` (the default) the chain also models what a layer needs for a moment: its input
-    and what its forward creates beyond its tape (``forward_overhead``), what its backward creates
+    ``working_memory`` (the default) the chain also models what a layer needs for a moment: what its
+    forward creates beyond its tape (``forward_overhead``; its input counts too unless held), what its backward creates
     (``backward_overhead``: the input's gradient, parameter gradients, temporaries), and the gradient of
     each activation (``adjoint_bytes``), so that a plan's budget covers the step's whole activation
     memory rather than only what is kept between forward and backward. Times are medians
@@ -332,7 +332,7 @@ def profile(model, example_input: torch.Tensor, *, repeats: int = 5, working_mem
                 if working_memory:
                     kept_out = keys[out_key] if keeps_out else 0
                     fo, bo = _working_memory(layer, x, int(tape) + kept_out)
-                    f_over.append(states[-1] + fo)  # the input is alive while the layer runs
+                    f_over.append(fo)  # the input counts while the layer runs unless held: the simulator adds it
                     b_over.append(bo)
                 x = y.detach()
                 states.append(float(_storage_key(x)[1]))
@@ -368,7 +368,10 @@ def _check_input(layers, x, where):
 # ---- planning ----------------------------------------------------------------------------------------
 
 def plan(chain: Chain, *, memory: float, strategy: Strategy = "optimal", slots: int = 500) -> Schedule:
-    """A schedule for a profiled chain within ``memory`` bytes (stored activations + live tapes).
+    """A schedule for a profiled chain whose simulated peak is within ``memory`` bytes.
+
+    The peak is the chain's: stored activations and live tapes, plus the working memory when the chain
+    models it (``profile(..., working_memory=True)``).
 
     Strategies: "optimal" (the heterogeneous DP), "binomial" (Revolve with the most snapshots that fit),
     "periodic" (the fastest segment length that fits: torch's checkpoint_sequential), "store_all".
@@ -408,10 +411,11 @@ def plan(chain: Chain, *, memory: float, strategy: Strategy = "optimal", slots: 
 
 @dataclass(frozen=True)
 class RunStats:
-    """One training step's execution: forward evaluations and the activation memory actually held.
+    """One training step's execution: forward evaluations and the activation memory actually kept.
 
     ``peak_bytes`` counts each storage once across the stored inputs and the live tapes (parameters and
-    buffers excluded); ``predicted_bytes`` is the simulator's sum for the same schedule and chain.
+    buffers excluded); ``predicted_bytes`` is the simulator's peak for the same schedule and chain, which
+    includes the working memory when the chain models it (then it bounds the whole step's peak).
     """
 
     forward_evaluations: int

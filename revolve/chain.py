@@ -78,8 +78,9 @@ class Chain:
             or n bools; default False). Then x_i is held while that tape is live, and a snapshot of x_i
             shares those bytes instead of adding to them (NOTE [ Schedule invariants ] 8).
         tape_holds_output: likewise for the output x_{i+1} (an activation that saves its result).
-        forward_overhead: bytes that evaluating step i needs for a moment beyond what is held (its input
-            and output while they are not stored, temporaries; n values, default 0).
+        forward_overhead: bytes that evaluating step i needs for a moment beyond what is held and beyond
+            its input (its output, temporaries; n values, default 0). When the chain models working
+            memory, the input x_i also counts while step i runs unless it is held (stored or kept by a tape).
         backward_overhead: the same while step i is reversed (the new adjoint, temporaries; default 0).
         adjoint_bytes: size of the adjoint of x_k (n + 1 values, default 0). The adjoint of x_k is held
             from the reverse of step k until that of step k - 1, and the output's from the start.

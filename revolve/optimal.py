@@ -93,9 +93,9 @@ def _solve(F, B, s_units, t_units, hin, hout, slots: int, fo=None, bo=None, adj=
     charge alike), plus s_{i+1} if it keeps x_{i+1}; the rest is then H(i+1, ...) instead of W(i+1, ...).
 
     Working memory (units ``fo``, ``bo``, ``adj``; None when not modelled) only adds feasibility limits: in
-    a sub-problem ending at x_k the adjoint of x_k is held, so evaluating step l needs adj_k + fo_l on
-    top of what the sub-problem holds at that moment, and reversing step i needs adj_{i+1} + bo_i on top
-    of its tape.
+    a sub-problem ending at x_k the adjoint of x_k is held, so evaluating step l needs adj_k + fo_l, plus
+    s_l unless x_l is held, on top of what the sub-problem holds at that moment, and reversing step i
+    needs adj_{i+1} + bo_i on top of its tape.
     """
     n = len(F)
     M = slots + 1
@@ -134,10 +134,13 @@ def _solve(F, B, s_units, t_units, hin, hout, slots: int, fo=None, bo=None, adj=
             if c < M:
                 D[c:] = F[i] + B[i] + rest[: M - c]
             if working:
-                # the moments of evaluating step i (adjoint of x_k held) and of reversing it (adjoint of x_{i+1})
-                moment = max(int(adj[k]) + int(fo[i]), int(adj[i + 1]) + int(bo[i]))
-                D[: min(M, c + moment)] = inf
-                maxfo = np.maximum.accumulate(fo[i : k - 1]) + int(adj[k]) if length >= 2 else None
+                # the moments of evaluating step i (adjoint of x_k held; its input counts unless a tape keeps
+                # it: E discards x_i first) and of reversing it (adjoint of x_{i+1} held)
+                back = int(adj[i + 1]) + int(bo[i])
+                D[: min(M, c + max(int(adj[k]) + int(fo[i]) + (0 if hin[i] else si), back))] = inf
+                if length >= 2:  # advancing from x_i (held) to x_j: then x_l runs unheld, l = i+1 .. j-1
+                    later = np.maximum.accumulate(s_units[i + 1 : k - 1] + fo[i + 1 : k - 1])
+                    maxfo = np.maximum(int(fo[i]), np.concatenate(([0], later))) + int(adj[k])
             if si < M:
                 Ei = D[si:].copy()
                 ch = np.where(np.isfinite(Ei), 0, -1).astype(ctype)
@@ -162,8 +165,8 @@ def _solve(F, B, s_units, t_units, hin, hout, slots: int, fo=None, bo=None, adj=
                 c = ti + cout
                 if c < M:
                     Hi[c:] = F[i] + B[i] + rest[: M - c]
-                if working:
-                    Hi[: min(M, c + moment)] = inf
+                if working:  # x_i is held by the tape of step i - 1: its input never counts again
+                    Hi[: min(M, c + max(int(adj[k]) + int(fo[i]), back))] = inf
                 ch = np.where(np.isfinite(Hi), 0, -1).astype(ctype)
                 if length >= 2:
                     left = H3[i, i + 1 : k]
@@ -279,6 +282,7 @@ def _min_memory_choice(chain: Chain) -> tuple[float, dict]:
     FO = chain.values("forward_overhead")
     BO = chain.values("backward_overhead")
     A = chain.values("adjoint_bytes")
+    working = chain.has_overheads  # then a step's input counts while it runs, unless it is held
     W = np.full((n + 1, n + 1), np.inf)
     E = np.full((n + 1, n + 1), np.inf)
     H = np.full((n + 1, n + 1), np.inf)
@@ -290,13 +294,15 @@ def _min_memory_choice(chain: Chain) -> tuple[float, dict]:
             k = i + length
             cout = S[i + 1] if hout[i] else 0.0
             rest = (H if hout[i] else W)[i + 1, k]
-            moment = max(A[k] + FO[i], A[i + 1] + BO[i])  # evaluating, then reversing step i
+            back = A[i + 1] + BO[i]  # reversing step i
             c_h = T[i] + cout
-            D = c_h + (S[i] if hin[i] else 0.0) + max(moment, rest)
+            runs = A[k] + FO[i] + (0.0 if hin[i] or not working else S[i])  # evaluating step i
+            D = c_h + (S[i] if hin[i] else 0.0) + max(runs, back, rest)
             best, c = max(S[i] + A[k], D), 0
             if length >= 2:
                 js = np.arange(i + 1, k)
-                adv = A[k] + np.maximum.accumulate(FO[i : k - 1])  # advancing from x_i to x_j
+                later = np.maximum.accumulate(S[i + 1 : k - 1] * working + FO[i + 1 : k - 1])
+                adv = A[k] + np.maximum(FO[i], np.concatenate(([0.0], later)))  # advancing from x_i to x_j
                 cand = np.maximum(S[i] + np.maximum(adv, W[js, k]), E[i, js])
                 a = int(np.argmin(cand))
                 if cand[a] < best:
@@ -306,7 +312,7 @@ def _min_memory_choice(chain: Chain) -> tuple[float, dict]:
             W[i, k] = min(best, D)
             ch[("W", i, k)] = 0 if D <= best else c
             if i > 0 and hout[i - 1]:
-                best, c = c_h + max(moment, rest), 0
+                best, c = c_h + max(A[k] + FO[i], back, rest), 0
                 if length >= 2:
                     cand = np.maximum(np.maximum(adv, W[js, k]), H[i, js])
                     a = int(np.argmin(cand))

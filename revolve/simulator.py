@@ -36,8 +36,8 @@ class SimulationStats:
         time: total time under the chain's costs (forward costs of advances and records plus backward
             costs), or None without a chain.
         peak_memory: most bytes held at once (stored states + live tapes, a state shared by a snapshot and
-            a tape counted once; with a chain that models working memory, plus the adjoint held and the
-            overhead of the step being evaluated or reversed), or None without a chain.
+            a tape counted once; with a chain that models working memory, plus the adjoint held and, while
+            a step runs, its overhead and its input unless that is held), or None without a chain.
         peak_bytes_by_storage: storage level -> most bytes of states stored there at once ("tape" for
             tapes), or None without a chain.
     """
@@ -162,8 +162,11 @@ def simulate(schedule: Schedule | Iterable, chain: Chain | None = None, *, n_ste
             advances += b - a
             if has_chain:
                 time += F[b] - F[a]
-                if working and mem + max(FO[a:b]) > peak_mem:
-                    peak_mem = mem + max(FO[a:b])
+                if working:
+                    # each step runs with its input alive: counted unless it is held (stored or kept by a tape)
+                    extra = max((0.0 if (l in stored or (shared and holders[l])) else S[l]) + FO[l] for l in range(a, b))
+                    if mem + extra > peak_mem:
+                        peak_mem = mem + extra
             cur = b
         elif cls is Record:
             i = act.step
@@ -187,8 +190,12 @@ def simulate(schedule: Schedule | Iterable, chain: Chain | None = None, *, n_ste
                         holders[j] += 1
                         if holders[j] == 1:
                             mem += S[j]
-                if mem + (FO[i] if working else 0.0) > peak_mem:
-                    peak_mem = mem + (FO[i] if working else 0.0)
+                if working:
+                    extra = (0.0 if (i in stored or (shared and holders[i])) else S[i]) + FO[i]
+                    if mem + extra > peak_mem:
+                        peak_mem = mem + extra
+                elif mem > peak_mem:
+                    peak_mem = mem
                 if tape_mem > peak_tape_mem:
                     peak_tape_mem = tape_mem
         elif cls is Reverse:

@@ -35,16 +35,18 @@ def brute_force_writes(n_max: int, s_max: int, T: np.ndarray) -> np.ndarray:
     return W
 
 
-def exhaustive_optimum(F, B, S, T, memory, hin=None, hout=None, fo=None, bo=None, adj=None):
+def exhaustive_optimum(F, B, S, T, memory, hin=None, hout=None, fo=None, bo=None, adj=None, path=None):
     """Least total time of any valid schedule whose held bytes never exceed ``memory``: Dijkstra over states.
 
     A state is (working state, stored states, live tapes, next step to reverse). Moves are every action of
     the vocabulary (any Advance length), with the chain's costs; Snapshot, Restore and Discard are free.
     Held bytes: the union of stored states and the states live tapes keep (``hin[i]``: tape i keeps x_i,
     ``hout[i]``: x_{i+1}), each once, plus the tapes, plus ``adj[a]`` where a is the next step to
-    reverse + 1. Evaluating step l needs ``fo[l]`` on top (an advance: for each step it runs; a record:
-    once its tape is held) and reversing step i needs ``bo[i]`` on top of the held bytes before it.
-    Returns the least time, or inf when no schedule fits. Independent of the planner code.
+    reverse + 1. Evaluating step l needs ``fo[l]`` on top, and its input S[l] unless that is kept (an
+    advance: for each step it runs; a record: once its tape is held), and reversing step i needs
+    ``bo[i]`` on top of the held bytes before it.
+    Returns the least time, or inf when no schedule fits; a list passed as ``path`` receives the
+    states along an optimal schedule. Independent of the planner code.
     """
     import heapq
 
@@ -54,6 +56,7 @@ def exhaustive_optimum(F, B, S, T, memory, hin=None, hout=None, fo=None, bo=None
         pre.append(pre[-1] + f)
     start = (0, frozenset(), frozenset(), n)
     dist = {start: 0.0}
+    parent = {start: None}
     heap = [(0.0, 0, start)]
     tick = 0
 
@@ -64,9 +67,17 @@ def exhaustive_optimum(F, B, S, T, memory, hin=None, hout=None, fo=None, bo=None
     bo = [0] * n if bo is None else list(bo)
     adj = [0] * (n + 1) if adj is None else list(adj)
 
+    def kept(stored, tapes):
+        return set(stored) | {i for i in tapes if hin[i]} | {i + 1 for i in tapes if hout[i]}
+
     def held(stored, tapes, a):
-        states = set(stored) | {i for i in tapes if hin[i]} | {i + 1 for i in tapes if hout[i]}
-        return sum(S[i] for i in states) + sum(T[i] for i in tapes) + adj[a]
+        return sum(S[i] for i in kept(stored, tapes)) + sum(T[i] for i in tapes) + adj[a]
+
+    working = any(fo) or any(bo) or any(adj)
+
+    def running(l, stored, tapes):
+        """What evaluating step l adds: its overhead, and its input unless that is kept."""
+        return fo[l] + (S[l] if working and l not in kept(stored, tapes) else 0)
 
     while heap:
         d, _, state = heapq.heappop(heap)
@@ -74,13 +85,17 @@ def exhaustive_optimum(F, B, S, T, memory, hin=None, hout=None, fo=None, bo=None
             continue
         cur, stored, tapes, a = state
         if a == 0:
+            if path is not None:
+                while state is not None:
+                    path.insert(0, state)
+                    state = parent[state]
             return d
         moves = []
         now = held(stored, tapes, a)
         if cur is not None:
             worst = 0
             for b in range(cur + 1, n + 1):
-                worst = max(worst, fo[b - 1])
+                worst = max(worst, running(b - 1, stored, tapes))
                 if now + worst > memory:
                     break
                 moves.append((pre[b] - pre[cur], (b, stored, tapes, a)))
@@ -90,7 +105,7 @@ def exhaustive_optimum(F, B, S, T, memory, hin=None, hout=None, fo=None, bo=None
                     moves.append((0.0, (cur, ns, tapes, a)))
             if cur < a and cur < n and cur not in tapes:
                 nt = tapes | {cur}
-                if held(stored, nt, a) + fo[cur] <= memory:
+                if held(stored, nt, a) + running(cur, stored, nt) <= memory:
                     moves.append((F[cur], (cur + 1, stored, nt, a)))
         for i in stored:
             if i != cur:  # restore
@@ -102,6 +117,7 @@ def exhaustive_optimum(F, B, S, T, memory, hin=None, hout=None, fo=None, bo=None
             nd = d + cost
             if nd < dist.get(ns, np.inf):
                 dist[ns] = nd
+                parent[ns] = state
                 tick += 1
                 heapq.heappush(heap, (nd, tick, ns))
     return np.inf

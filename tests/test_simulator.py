@@ -186,16 +186,22 @@ def test_shared_state_memory_matches_a_recount(n, data):
 
 
 def test_working_memory_by_hand():
-    # overheads are a moment's peaks on top of what is held; the adjoint of x_k is held until step k - 1 reverses
+    # overheads are a moment's peaks on top of what is held, and a running step's input counts unless held;
+    # the adjoint of x_k is held until step k - 1 reverses, the output's from the start
     chain = Chain(forward_cost=1, backward_cost=1, state_bytes=[1, 2, 4], tape_bytes=[16, 32],
                   forward_overhead=[100, 7], backward_overhead=[5, 200], adjoint_bytes=[1000, 3, 9])
     acts = [Snapshot(0), Advance(0, 1), Record(1), Reverse(1), Restore(0), Discard(0), Record(0), Reverse(0)]
     stats = simulate(Schedule.from_actions(acts, n_steps=2), chain)
-    # advance: x_0 + adjoint of x_2 + step 0's overhead; reverse 1: x_0 + tape 1 + adjoint 9 + 200
-    assert stats.peak_memory == max(1 + 9 + 100, 1 + 32 + 9 + 7, 1 + 32 + 9 + 200, 16 + 3 + 100, 16 + 3 + 5)
-    assert stats.peak_memory == 242
+    moments = [
+        1 + 9 + 100,            # advance: x_0 stored (its input, held), adjoint of x_2, step 0's overhead
+        1 + 32 + 9 + 2 + 7,     # record step 1: x_0, tape 1, adjoint, its unheld input x_1, overhead
+        1 + 32 + 9 + 200,       # reverse step 1
+        16 + 3 + 1 + 100,       # record step 0 after discarding x_0: its input counts again
+        16 + 3 + 5,             # reverse step 0
+    ]
+    assert stats.peak_memory == max(moments) == 242
     chain2 = Chain(forward_cost=1, backward_cost=1, state_bytes=[1, 2, 4], tape_bytes=[16, 32], adjoint_bytes=[1000, 3, 9])
-    assert simulate(Schedule.from_actions(acts, n_steps=2), chain2).peak_memory == 1 + 32 + 9
+    assert simulate(Schedule.from_actions(acts, n_steps=2), chain2).peak_memory == 1 + 32 + 9 + 2
 
 
 def test_working_state_ends_with_a_reverse():
