@@ -1,13 +1,16 @@
 """Benchmark: time per training step against measured peak memory, revolve vs torch.utils.checkpoint.
 
-    python3 experiments/bench_torch.py [--device cpu|cuda] [--repeats 3] [--quick] [--out docs/figures]
+    python3 experiments/bench_torch.py [--device cpu|cuda] [--repeats 7] [--quick] [--out docs/figures]
 
 For a uniform 16-layer MLP, a mixed-width network and a stack of transformer blocks, measures one training
 step (forward, loss, backward) of:
   - the plain model (store everything);
   - torch.utils.checkpoint.checkpoint_sequential at every segment count (use_reentrant=False);
-  - revolve's CheckpointedSequential with strategy "optimal" on a grid of budgets from the smallest
-    feasible to store-all, and "binomial" / "periodic" on a few budgets.
+  - revolve's CheckpointedSequential with strategies "optimal", "binomial" and "periodic" on a grid of
+    budgets from the smallest feasible to store-all (budgets cover the step's whole activation memory).
+Time: --repeats rounds, each running every setting once in a shuffled order; a setting's time is its
+fastest step (drift of a shared machine then hits every setting alike). Memory: one step per setting,
+measured apart from the timed ones (tracking slows every op).
 Memory is measured the same way for every method: on CPU, the peak bytes of live tensor storages created
 during the step (each storage counted once, views skipped: revolve.integrations.torch.PeakStorages); on CUDA,
 torch.cuda.max_memory_allocated above the memory allocated before the step. Parameter gradients are freed
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import random
 import statistics
 import sys
 import time
@@ -62,65 +66,73 @@ def transformer(blocks=8, d=64, seq=256, batch=8):
     return nn.Sequential(*layers), (batch, seq, d)
 
 
-def measure(step_fn, model, device, repeats):
-    """(fastest of the repeats in seconds, peak bytes of the first) of step_fn()."""
-    def one():
-        for p in model.parameters():
-            p.grad = None
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-            torch.cuda.reset_peak_memory_stats()
-            base = torch.cuda.memory_allocated()
-            t = time.perf_counter()
-            step_fn()
-            torch.cuda.synchronize()
-            return time.perf_counter() - t, torch.cuda.max_memory_allocated() - base
-        tracker = PeakStorages()
-        t = time.perf_counter()
-        with tracker:
-            step_fn()
-        return time.perf_counter() - t, tracker.peak
+def peak_memory(step_fn, model, device) -> int:
+    """Peak bytes of one step: the CUDA allocator's peak above the start, or PeakStorages on the CPU."""
+    for p in model.parameters():
+        p.grad = None
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+        step_fn()
+        torch.cuda.synchronize()
+        return torch.cuda.max_memory_allocated() - base
+    with PeakStorages() as tracker:
+        step_fn()
+    return tracker.peak
 
-    one()  # warm-up (and plan, for revolve)
-    runs = [one() for _ in range(repeats)]
-    return min(r[0] for r in runs), runs[0][1]  # the fastest run: the least disturbed by other work
+
+def seconds(step_fn, model, device) -> float:
+    """Wall time of one step (no memory tracking: its dispatch hook would slow every op)."""
+    for p in model.parameters():
+        p.grad = None
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    t = time.perf_counter()
+    step_fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - t
 
 
 def bench_model(name, build, device, repeats, budgets_n, out_dir):
+    """Every setting's memory (one tracked step) and time: ``repeats`` rounds that run every setting once,
+    in a shuffled order, keeping each setting's fastest step, so that drift of the machine hits all alike."""
     model, shape = build()
     model = model.to(device).train()
     x = torch.randn(*shape, device=device)
-    rows = []
-
-    def plain():
-        model(x).square().mean().backward()
-
-    t, m = measure(plain, model, device, repeats)
-    rows.append(("plain (store all)", "", t, m))
+    settings = [("plain (store all)", lambda: "", lambda: model(x).square().mean().backward())]
     for seg in range(1, len(model) + 1):
-        def ckpt(seg=seg):
-            checkpoint_sequential(model, seg, x, use_reentrant=False).square().mean().backward()
-
-        t, m = measure(ckpt, model, device, repeats)
-        rows.append(("torch checkpoint_sequential", f"segments={seg}", t, m))
+        settings.append(("torch checkpoint_sequential", lambda seg=seg: f"segments={seg}",
+                         lambda seg=seg: checkpoint_sequential(model, seg, x, use_reentrant=False).square().mean().backward()))
     chain = profile(model, x)
     low = revolve.min_memory(chain)
     high = revolve.simulate(revolve.store_all(chain.n_steps), chain).peak_memory
     grid = [low + (high - low) * k / (budgets_n - 1) for k in range(budgets_n)]
-    for strategy, budgets in (("optimal", grid), ("binomial", grid), ("periodic", grid)):
-        for budget in budgets:
+    for strategy in ("optimal", "binomial", "periodic"):
+        for budget in grid:
             try:
                 net = CheckpointedSequential(model, memory=budget, strategy=strategy)
                 net.plan_for(x)
             except revolve.InfeasibleBudget:
                 continue
 
-            def ours(net=net):
-                net(x).square().mean().backward()
+            def label(net=net, budget=budget):
+                st = net.last_stats
+                return f"budget={budget:.0f} predicted={st.predicted_bytes:.0f} held={st.peak_bytes}"
 
-            t, m = measure(ours, model, device, repeats)
-            st = net.last_stats
-            rows.append((f"revolve {strategy}", f"budget={budget:.0f} predicted={st.predicted_bytes:.0f} held={st.peak_bytes}", t, m))
+            settings.append((f"revolve {strategy}", label, lambda net=net: net(x).square().mean().backward()))
+    memory = []
+    for _, _, step in settings:
+        seconds(step, model, device)  # warm-up
+        memory.append(peak_memory(step, model, device))
+    times: list[list[float]] = [[] for _ in settings]
+    for r in range(repeats):
+        order = list(range(len(settings)))
+        random.Random(r).shuffle(order)
+        for k in order:
+            times[k].append(seconds(settings[k][2], model, device))
+    rows = [(method, label(), min(ts), m) for (method, label, _), ts, m in zip(settings, times, memory)]
     out_dir.mkdir(parents=True, exist_ok=True)
     with open(out_dir / f"torch_{name}.csv", "w", newline="") as f:
         w = csv.writer(f)
@@ -182,7 +194,7 @@ def report(name, rows, out_dir):
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--repeats", type=int, default=7, help="rounds over all settings; each keeps its fastest step")
     ap.add_argument("--budgets", type=int, default=16)
     ap.add_argument("--quick", action="store_true", help="small models, one repeat (for tests)")
     ap.add_argument("--replot", action="store_true", help="redraw the figures and the comparison from the CSVs in --out")

@@ -529,6 +529,8 @@ class _Runner:
                 self._hold(saved.sizes)
                 self.x, self.cur, self.x_in_graph = y, i + 1, True
             case Reverse(step=i):
+                # NOTE [ Schedule invariants ] 6: the working state ends here; drop it before the backward runs
+                self.x = None
                 out_edge, in_edge, identity, sizes = self.tapes.pop(i)
                 if not identity:
                     layer_params = [p for p in self.layers[i].parameters() if p.requires_grad]
@@ -547,7 +549,6 @@ class _Runner:
                         k = self.param_index[id(p)]
                         self.param_grads[k] = g if self.param_grads[k] is None else self.param_grads[k] + g
                 self._release(sizes)
-                self.x = None  # NOTE [ Schedule invariants ] 6: the working state ends; do not keep it alive
             case Snapshot(index=k):
                 t = self.x.detach()
                 key, size = _storage_key(t)

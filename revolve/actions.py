@@ -19,7 +19,9 @@ NOTE [ Schedule invariants ]
   8. Memory counted by the simulator (and by ``revolve.optimal``) is the bytes of the stored states
      plus the bytes of the live tapes. A state that a live tape keeps (``Chain.tape_holds_input`` /
      ``tape_holds_output``) is held too, and a state is counted once however many of snapshots and
-     tapes hold it. The working state, the adjoint and temporaries are not counted.
+     tapes hold it. Unless the chain models working memory (``forward_overhead``, ``backward_overhead``,
+     ``adjoint_bytes``), the working state, the adjoint and temporaries are not counted; when it does,
+     the adjoint in flight is held, and while a step runs its overhead and its input (unless held) count.
 """
 
 from __future__ import annotations

@@ -269,6 +269,18 @@ def _aligned_unit(chain: Chain, memory: float, slots: int) -> tuple[float, int]:
     return unit, int(math.floor(memory / unit * (1 + 1e-12)))
 
 
+def _exact_unit(chain: Chain, memory: float) -> tuple[float, int] | None:
+    """The greatest common divisor of the chain's sizes when they are all whole numbers (bytes), with the
+    whole units in ``memory``; None when some size is fractional. With it the DP rounds nothing."""
+    names = ("state_bytes", "tape_bytes", "forward_overhead", "backward_overhead", "adjoint_bytes")
+    sizes = np.concatenate([chain.values(k) for k in names])
+    sizes = sizes[sizes > 0]
+    if not sizes.size or np.any(sizes != np.round(sizes)) or sizes.max() > 2**62:
+        return None
+    g = int(np.gcd.reduce(sizes.astype(np.int64)))
+    return float(g), int(math.floor(memory / g))
+
+
 def _min_memory_choice(chain: Chain) -> tuple[float, dict]:
     """The least peak memory (exact bytes) of any schedule in the DP's class, with the choices that reach it.
 
@@ -402,10 +414,18 @@ def optimal(chain: Chain, *, memory: float, slots: int = DEFAULT_SLOTS, lower_bo
     if everything.peak_memory <= memory:  # no recomputation at all: nothing is faster
         params.update(predicted_time=everything.time, lower_bound_time=everything.time, discretization_loss=0.0)
         return Schedule.from_actions(list(store_all(n)), n_steps=n, kind="optimal", params=params)
-    # Near the minimum, rounding sizes up can lose every plan: refine the units (while the work allows).
-    for refine in (1, 4, 16):
-        unit, m = _aligned_unit(chain, memory, slots * refine)
-        if refine > 1:
+    # Near the minimum, rounding sizes up can lose every plan: refine the units (while the work allows),
+    # first to the exact unit (the greatest common divisor of integral sizes: no rounding at all).
+    units = [_aligned_unit(chain, memory, slots)]
+    exact = _exact_unit(chain, memory)
+    if exact is not None and exact[1] <= slots:  # no more units than asked for, and nothing rounded
+        units = [exact]
+    elif exact is not None and (exact[1] <= 16 * slots or n**3 / 6 * exact[1] <= 5e8) \
+            and (n + 1) ** 2 * exact[1] * 8 * _n_tables(chain) <= 2**30:  # affordable: seconds, under 1 GiB
+        units.append(exact)
+    units += [_aligned_unit(chain, memory, slots * refine) for refine in (4, 16)]
+    for attempt, (unit, m) in enumerate(units):
+        if attempt:
             try:
                 _check_size(where, n, m, _n_tables(chain))
             except ValueError:

@@ -49,3 +49,9 @@ def test_example_scripts_check_against_finite_differences(name, argv):
 def test_bench_torch_quick(tmp_path):
     assert load("bench_torch").main(["--quick", "--out", str(tmp_path)]) == 0
     assert (tmp_path / "torch_mlp16.csv").exists() and (tmp_path / "torch_mlp16.png").exists()
+
+
+def test_check_exhaustive_quick(capsys):
+    assert load("check_exhaustive").main(["--quick"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("optimum reached") == 5

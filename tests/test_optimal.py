@@ -205,3 +205,27 @@ def test_frontier_csv(tmp_path):
     front.save_csv(path)
     lines = path.read_text().splitlines()
     assert lines[0] == "memory_bytes,time,budget_bytes" and len(lines) == len(front) + 1
+
+
+def test_budget_at_the_minimum_is_planned_exactly():
+    """At the smallest feasible budget rounding sizes up to units loses every plan; with integral sizes the
+    DP then plans in units of their greatest common divisor, which rounds nothing."""
+    import warnings
+
+    rng = np.random.default_rng(21)
+    for _ in range(30):
+        n = int(rng.integers(2, 6))
+        F = rng.integers(1, 10, n).astype(float)
+        B = rng.integers(1, 10, n).astype(float)
+        S = (rng.choice([1, 3, 12, 20], n + 1) * 4096).astype(float)
+        T = (rng.choice([1, 3, 6, 15], n) * 4096).astype(float)
+        chain = Chain(forward_cost=F, backward_cost=B, state_bytes=S, tape_bytes=T)
+        lo = min_memory(chain)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # no fallback to the minimal-memory schedule
+            coarse = optimal(chain, memory=lo, slots=7)  # too few units: rounding loses it, then exact units
+            fine = optimal(chain, memory=lo)  # the exact unit needs fewer than 500 units: used at once
+        assert simulate(coarse, chain).peak_memory <= lo
+        stats = simulate(fine, chain)
+        assert stats.peak_memory <= lo
+        assert stats.time == simulate(exact_optimal(chain, lo), chain).time  # one-byte units
