@@ -7,7 +7,8 @@ step (forward, loss, backward) of:
   - the plain model (store everything);
   - torch.utils.checkpoint.checkpoint_sequential at every segment count (use_reentrant=False);
   - revolve's CheckpointedSequential with strategies "optimal", "binomial" and "periodic" on a grid of
-    budgets from the smallest feasible to store-all (budgets cover the step's whole activation memory).
+    budgets from the smallest feasible to store-all (budgets cover the step's whole activation memory),
+    and "optimal" also at each torch setting's measured memory less the parameter gradients.
 Time: --repeats rounds, each running every setting once in a shuffled order; a setting's time is its
 fastest step (drift of a shared machine then hits every setting alike). Memory: one step per setting,
 measured apart from the timed ones (tracking slows every op).
@@ -105,12 +106,19 @@ def bench_model(name, build, device, repeats, budgets_n, out_dir):
     for seg in range(1, len(model) + 1):
         settings.append(("torch checkpoint_sequential", lambda seg=seg: f"segments={seg}",
                          lambda seg=seg: checkpoint_sequential(model, seg, x, use_reentrant=False).square().mean().backward()))
+    memory = []
+    for _, _, step in settings:
+        seconds(step, model, device)  # warm-up
+        memory.append(peak_memory(step, model, device))
     chain = profile(model, x)
     low = revolve.min_memory(chain)
     high = revolve.simulate(revolve.store_all(chain.n_steps), chain).peak_memory
     grid = [low + (high - low) * k / (budgets_n - 1) for k in range(budgets_n)]
+    # and the memory each torch setting measured, less the parameter gradients (outside revolve's budget)
+    grads = sum(p.numel() * p.element_size() for p in model.parameters())
+    matched = sorted({m - grads for (method, _, _), m in zip(settings, memory) if method.startswith("torch")} - set(grid))
     for strategy in ("optimal", "binomial", "periodic"):
-        for budget in grid:
+        for budget in sorted(grid + matched) if strategy == "optimal" else grid:
             try:
                 net = CheckpointedSequential(model, memory=budget, strategy=strategy)
                 net.plan_for(x)
@@ -122,9 +130,8 @@ def bench_model(name, build, device, repeats, budgets_n, out_dir):
                 return f"budget={budget:.0f} predicted={st.predicted_bytes:.0f} held={st.peak_bytes}"
 
             settings.append((f"revolve {strategy}", label, lambda net=net: net(x).square().mean().backward()))
-    memory = []
-    for _, _, step in settings:
-        seconds(step, model, device)  # warm-up
+    for _, _, step in settings[len(memory):]:
+        seconds(step, model, device)  # warm-up (and planning)
         memory.append(peak_memory(step, model, device))
     times: list[list[float]] = [[] for _ in settings]
     for r in range(repeats):

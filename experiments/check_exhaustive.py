@@ -35,12 +35,14 @@ def family(rng, n, shared, working):
     if shared:
         extra["hin"], extra["hout"] = rng.random(n) < 0.5, rng.random(n) < 0.5
     if working:
-        extra.update(fo=rng.choice([0, 2, 10, 30], n), bo=rng.choice([0, 3, 10, 30], n), adj=rng.choice([0, 1, 5, 20], n + 1))
+        extra.update(fo=rng.choice([0, 2, 10, 30], n), ro=rng.choice([0, 5, 30], n), bo=rng.choice([0, 3, 10, 30], n),
+                     adj=rng.choice([0, 1, 5, 20], n + 1))
     kw = {}
     if shared:
         kw.update(tape_holds_input=extra["hin"].tolist(), tape_holds_output=extra["hout"].tolist())
     if working:
-        kw.update(forward_overhead=extra["fo"], backward_overhead=extra["bo"], adjoint_bytes=extra["adj"])
+        kw.update(forward_overhead=extra["fo"], record_overhead=extra["ro"], backward_overhead=extra["bo"],
+                  adjoint_bytes=extra["adj"])
     return (F, B, S, T), extra, Chain(forward_cost=F, backward_cost=B, state_bytes=S, tape_bytes=T, **kw)
 
 

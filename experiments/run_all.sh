@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p docs/logs
 for s in claim1_cheap_gradient claim2_forward_vs_reverse claim3_finite_differences claim4_tape_memory \
-         claim5_sparse_jacobians claim6_higher_order claim7_control_flow tradeoff_curves; do
+         claim5_sparse_jacobians claim6_higher_order claim7_control_flow tradeoff_curves check_exhaustive; do
   echo "== $s"
   /usr/bin/time -f "$s: %e s" python3 -W ignore "experiments/$s.py" 2>&1 | tee "docs/logs/$s.txt"
 done

@@ -237,28 +237,34 @@ class _Timer:
 
 # ---- profiling ---------------------------------------------------------------------------------------
 
-def _working_memory(layer: nn.Module, x: torch.Tensor, held_by_tape: int) -> tuple[float, float]:
-    """A layer's moment peaks beyond what is held: (forward_overhead without the input, backward_overhead).
+def _working_memory(layer: nn.Module, x: torch.Tensor, held_by_tape: int) -> tuple[float, float, float]:
+    """A layer's moment peaks beyond what is held, its input aside: (forward, record, backward) overheads.
 
     Measured once with ``PeakStorages``: the storages the no-grad forward creates (output, temporaries);
-    those a recording creates beyond ``held_by_tape`` (what the chain charges to its tape); those the
-    layer's backward creates (the input's adjoint, parameter gradients, temporaries).
+    those a recording creates beyond ``held_by_tape`` (what the chain charges to its tape); and, during
+    the backward, everything alive beyond ``held_by_tape``: the input's gradient, parameter gradients and
+    temporaries, less the saved tensors autograd frees as it goes.
     """
     with torch.no_grad(), PeakStorages() as m:
-        layer(x)
+        y = layer(x)
     forward = m.peak
+    grad_out = torch.ones_like(y)  # the incoming adjoint is held apart (adjoint_bytes): created outside
+    del y
     x_in = _graph_input(x) if x.is_floating_point() else x.detach()
-    with torch.enable_grad(), PeakStorages() as m:
-        out = layer(x_in)
-    forward = max(forward, m.peak - held_by_tape)
     backward = 0
-    if out.requires_grad and out is not x_in:
-        grad_out = torch.ones_like(out)
-        inputs = ([get_gradient_edge(x_in)] if x_in.requires_grad else []) + [p for p in layer.parameters() if p.requires_grad]
-        with PeakStorages() as m:
-            torch.autograd.grad([out], inputs, [grad_out], allow_unused=True)  # its results count until freed
-        backward = m.peak
-    return float(forward), float(backward)
+    with PeakStorages() as m:
+        with torch.enable_grad():
+            out = layer(x_in)
+        record = max(0, m.peak - held_by_tape)
+        if out.requires_grad and out is not x_in:
+            edge = get_gradient_edge(out)
+            inputs = ([get_gradient_edge(x_in)] if x_in.requires_grad else []) + \
+                [p for p in layer.parameters() if p.requires_grad]
+            del out  # the runner drops the working state before a reverse
+            m.peak = m.cur
+            torch.autograd.grad([edge], inputs, [grad_out], allow_unused=True)  # its results count until freed
+            backward = max(0, m.peak - held_by_tape)
+    return float(forward), float(record), float(backward)
 
 
 def profile(model, example_input: torch.Tensor, *, repeats: int = 5, working_memory: bool = True) -> Chain:
@@ -273,7 +279,8 @@ def profile(model, example_input: torch.Tensor, *, repeats: int = 5, working_mem
     the saved tensors include the layer's input (a linear layer) or its output (tanh), the chain flags
     it (``tape_holds_input`` / ``tape_holds_output``) instead of counting that state twice. With
     ``working_memory`` (the default) the chain also models what a layer needs for a moment: what its
-    forward creates beyond its tape (``forward_overhead``; its input counts too unless held), what its backward creates
+    forward creates (``forward_overhead``; ``record_overhead`` when recording, beyond its tape; its input
+    counts too unless held), what its backward creates
     (``backward_overhead``: the input's gradient, parameter gradients, temporaries), and the gradient of
     each activation (``adjoint_bytes``), so that a plan's budget covers the step's whole activation
     memory rather than only what is kept between forward and backward. Times are medians
@@ -292,7 +299,7 @@ def profile(model, example_input: torch.Tensor, *, repeats: int = 5, working_mem
     x = _check_input(layers, example_input, where)
     owned = _owned_keys(layers)
     fwd, bwd, states, tapes, holds_in, holds_out = [], [], [float(_storage_key(x)[1])], [], [], []
-    f_over, b_over, adjoints = [], [], [float(_storage_key(x)[1]) if x.is_floating_point() else 0.0]
+    f_over, r_over, b_over, adjoints = [], [], [], [float(_storage_key(x)[1]) if x.is_floating_point() else 0.0]
     saved_buffers = [(b, b.detach().clone()) for m in layers for b in m.buffers()]
     try:
         with torch.random.fork_rng(devices=_rng_devices(x)):
@@ -331,8 +338,9 @@ def profile(model, example_input: torch.Tensor, *, repeats: int = 5, working_mem
                 holds_out.append(keeps_out)
                 if working_memory:
                     kept_out = keys[out_key] if keeps_out else 0
-                    fo, bo = _working_memory(layer, x, int(tape) + kept_out)
+                    fo, ro, bo = _working_memory(layer, x, int(tape) + kept_out)
                     f_over.append(fo)  # the input counts while the layer runs unless held: the simulator adds it
+                    r_over.append(ro)
                     b_over.append(bo)
                 x = y.detach()
                 states.append(float(_storage_key(x)[1]))
@@ -344,8 +352,10 @@ def profile(model, example_input: torch.Tensor, *, repeats: int = 5, working_mem
     if working_memory:
         # autograd holds the output's gradient for the whole backward: a constant on top of every moment
         f_over = [f + adjoints[-1] for f in f_over]
+        r_over = [r + adjoints[-1] for r in r_over]
         b_over = [b + adjoints[-1] for b in b_over]
-    work = dict(forward_overhead=f_over, backward_overhead=b_over, adjoint_bytes=adjoints) if working_memory else {}
+    work = dict(forward_overhead=f_over, record_overhead=r_over, backward_overhead=b_over,
+                adjoint_bytes=adjoints) if working_memory else {}
     return Chain(forward_cost=fwd, backward_cost=bwd, state_bytes=states, tape_bytes=tapes,
                  tape_holds_input=holds_in, tape_holds_output=holds_out, **work)
 
@@ -525,30 +535,11 @@ class _Runner:
                 identity = y is x_in
                 in_edge = get_gradient_edge(x_in) if x_in.requires_grad else None
                 out_edge = get_gradient_edge(y) if y.requires_grad and not identity else None
-                self.tapes[i] = (out_edge, in_edge, identity, saved.sizes)
+                self.tapes[i] = (out_edge, in_edge, identity, saved.sizes, x_in is x)
                 self._hold(saved.sizes)
                 self.x, self.cur, self.x_in_graph = y, i + 1, True
             case Reverse(step=i):
-                # NOTE [ Schedule invariants ] 6: the working state ends here; drop it before the backward runs
-                self.x = None
-                out_edge, in_edge, identity, sizes = self.tapes.pop(i)
-                if not identity:
-                    layer_params = [p for p in self.layers[i].parameters() if p.requires_grad]
-                    wrt = ([in_edge] if in_edge is not None else []) + layer_params
-                    if out_edge is not None and wrt:
-                        grads = list(torch.autograd.grad([out_edge], wrt, [self.adj], allow_unused=True))
-                    else:
-                        grads = [None] * len(wrt)
-                    if in_edge is not None:
-                        self.adj = grads.pop(0)
-                    else:
-                        self.adj = None
-                    for p, g in zip(layer_params, grads):
-                        if g is None:
-                            continue
-                        k = self.param_index[id(p)]
-                        self.param_grads[k] = g if self.param_grads[k] is None else self.param_grads[k] + g
-                self._release(sizes)
+                self._reverse([i])
             case Snapshot(index=k):
                 t = self.x.detach()
                 key, size = _storage_key(t)
@@ -576,12 +567,57 @@ class _Runner:
                 return self.x.detach()
         raise revolve.RevolveInternalError("torch adapter: the schedule never reached the output")
 
+    def _reverse(self, steps: list[int]):
+        """Reverse steps i, i-1, ..., j (``steps``, descending) with one autograd call.
+
+        Several steps go together only when each was recorded straight after the one before it (one
+        graph) and none is an identity: autograd then frees each layer's saved tensors as it passes, as
+        the steps' separate reverses would, with one call's overhead instead of one per layer.
+        """
+        self.x = None  # NOTE [ Schedule invariants ] 6: the working state ends here; drop it first
+        tapes = [self.tapes.pop(i) for i in steps]
+        out_edge, in_edge, identity = tapes[0][0], tapes[-1][1], tapes[0][2]
+        if not identity:
+            layer_params = [p for i in steps for p in self.layers[i].parameters() if p.requires_grad]
+            wrt = ([in_edge] if in_edge is not None else []) + layer_params
+            if out_edge is not None and wrt:
+                grads = list(torch.autograd.grad([out_edge], wrt, [self.adj], allow_unused=True))
+            else:
+                grads = [None] * len(wrt)
+            self.adj = grads.pop(0) if in_edge is not None else None
+            for p, g in zip(layer_params, grads):
+                if g is None:
+                    continue
+                k = self.param_index[id(p)]
+                self.param_grads[k] = g if self.param_grads[k] is None else self.param_grads[k] + g
+        for tape in tapes:
+            self._release(tape[3])
+
+    def _joins(self, i: int) -> bool:
+        """Whether Reverse(i - 1) can join the reverse of step i (both taped in one graph, no identity)."""
+        tape, before = self.tapes.get(i), self.tapes.get(i - 1)
+        return tape is not None and before is not None and tape[4] and not tape[2] and not before[2]
+
     def backward(self, grad_out: torch.Tensor):
         self.adj = grad_out
         self.param_grads: list = [None] * len(self.params)
+        group: list[int] = []  # consecutive reverses of one graph, run together
         with torch.enable_grad():
             for action in self.actions:
+                if isinstance(action, Reverse):
+                    if group and action.step == group[-1] - 1 and self._joins(group[-1]):
+                        group.append(action.step)
+                        continue
+                    if group:
+                        self._reverse(group)
+                    group = [action.step]
+                    continue
+                if group:
+                    self._reverse(group)
+                    group = []
                 self._step(action)
+            if group:
+                self._reverse(group)
         self.snapshots.clear()
         # hand the gradients over without keeping references: autograd then adopts them instead of copying
         adj, grads = self.adj, self.param_grads

@@ -17,7 +17,7 @@ __all__ = ["Chain"]
 Number = Union[int, float]
 
 _FIELDS = ("forward_cost", "backward_cost", "state_bytes", "tape_bytes")
-_OPTIONAL = ("forward_overhead", "backward_overhead", "adjoint_bytes")  # default 0: not modelled
+_OPTIONAL = ("forward_overhead", "record_overhead", "backward_overhead", "adjoint_bytes")  # default 0: not modelled
 _NUMERIC = _FIELDS + _OPTIONAL
 _PER_STATE = ("state_bytes", "adjoint_bytes")  # n + 1 values
 _FLAGS = ("tape_holds_input", "tape_holds_output")
@@ -81,6 +81,8 @@ class Chain:
         forward_overhead: bytes that evaluating step i needs for a moment beyond what is held and beyond
             its input (its output, temporaries; n values, default 0). When the chain models working
             memory, the input x_i also counts while step i runs unless it is held (stored or kept by a tape).
+        record_overhead: the same for recording step i, beyond what is held once its tape is (taped
+            temporaries are part of the tape; default: ``forward_overhead``).
         backward_overhead: the same while step i is reversed (the new adjoint, temporaries; default 0).
         adjoint_bytes: size of the adjoint of x_k (n + 1 values, default 0). The adjoint of x_k is held
             from the reverse of step k until that of step k - 1, and the output's from the start.
@@ -113,12 +115,14 @@ class Chain:
         forward_overhead: Number | Sequence[Number] = 0,
         backward_overhead: Number | Sequence[Number] = 0,
         adjoint_bytes: Number | Sequence[Number] = 0,
+        record_overhead: Number | Sequence[Number] | None = None,
     ):
         where = "revolve.Chain"
         if n_steps is not None:
             n_steps = check_int(where, "n_steps", n_steps, minimum=1)
         given = dict(forward_cost=forward_cost, backward_cost=backward_cost, state_bytes=state_bytes, tape_bytes=tape_bytes,
-                     forward_overhead=forward_overhead, backward_overhead=backward_overhead, adjoint_bytes=adjoint_bytes)
+                     forward_overhead=forward_overhead, backward_overhead=backward_overhead, adjoint_bytes=adjoint_bytes,
+                     record_overhead=forward_overhead if record_overhead is None else record_overhead)
         arrays, uniform, implied = {}, {}, {}
         for name, value in given.items():
             arr, scalar, length = _as_values(where, name, value, n_steps)
@@ -212,8 +216,10 @@ class Chain:
         for name in _FIELDS:
             u = self._uniform[name]
             doc[name] = u if u is not None else self._arrays[name].tolist()
-        for name in _OPTIONAL:  # written only when modelled
+        for name in _OPTIONAL:  # written only when modelled (record_overhead: when it differs)
             u = self._uniform[name]
+            if name == "record_overhead" and np.array_equal(self.values(name), self.values("forward_overhead")):
+                continue
             if u != 0:
                 doc[name] = u if u is not None else self._arrays[name].tolist()
         for name in _FLAGS:  # written only when set, so chains without them read as before
@@ -273,6 +279,8 @@ class Chain:
             parts.append(f"{name}={u!r}" if u is not None else f"{name}=[{len(self._arrays[name])} values]")
         for name in _OPTIONAL:
             u = self._uniform[name]
+            if name == "record_overhead" and np.array_equal(self.values(name), self.values("forward_overhead")):
+                continue
             if u != 0:
                 parts.append(f"{name}={u!r}" if u is not None else f"{name}=[{len(self._arrays[name])} values]")
         for name in _FLAGS:

@@ -83,7 +83,7 @@ def _n_tables(chain: Chain) -> int:
     return 3 if chain.holds("tape_holds_output").any() else 2
 
 
-def _solve(F, B, s_units, t_units, hin, hout, slots: int, fo=None, bo=None, adj=None) -> _Tables:
+def _solve(F, B, s_units, t_units, hin, hout, slots: int, fo=None, bo=None, adj=None, ro=None) -> _Tables:
     """Fill the DP over memory units 0..slots (vectorized over m and over the split point j).
 
     With tapes that keep their step's input or output (``Chain.tape_holds_*``) a third family joins E
@@ -93,9 +93,9 @@ def _solve(F, B, s_units, t_units, hin, hout, slots: int, fo=None, bo=None, adj=
     charge alike), plus s_{i+1} if it keeps x_{i+1}; the rest is then H(i+1, ...) instead of W(i+1, ...).
 
     Working memory (units ``fo``, ``bo``, ``adj``; None when not modelled) only adds feasibility limits: in
-    a sub-problem ending at x_k the adjoint of x_k is held, so evaluating step l needs adj_k + fo_l, plus
-    s_l unless x_l is held, on top of what the sub-problem holds at that moment, and reversing step i
-    needs adj_{i+1} + bo_i on top of its tape.
+    a sub-problem ending at x_k the adjoint of x_k is held, so advancing through step l needs adj_k + fo_l,
+    plus s_l unless x_l is held, on top of what the sub-problem holds at that moment, recording step i
+    the same with ro_i on top of what it charges, and reversing step i adj_{i+1} + bo_i on top of it.
     """
     n = len(F)
     M = slots + 1
@@ -137,7 +137,7 @@ def _solve(F, B, s_units, t_units, hin, hout, slots: int, fo=None, bo=None, adj=
                 # the moments of evaluating step i (adjoint of x_k held; its input counts unless a tape keeps
                 # it: E discards x_i first) and of reversing it (adjoint of x_{i+1} held)
                 back = int(adj[i + 1]) + int(bo[i])
-                D[: min(M, c + max(int(adj[k]) + int(fo[i]) + (0 if hin[i] else si), back))] = inf
+                D[: min(M, c + max(int(adj[k]) + int(ro[i]) + (0 if hin[i] else si), back))] = inf
                 if length >= 2:  # advancing from x_i (held) to x_j: then x_l runs unheld, l = i+1 .. j-1
                     later = np.maximum.accumulate(s_units[i + 1 : k - 1] + fo[i + 1 : k - 1])
                     maxfo = np.maximum(int(fo[i]), np.concatenate(([0], later))) + int(adj[k])
@@ -166,7 +166,7 @@ def _solve(F, B, s_units, t_units, hin, hout, slots: int, fo=None, bo=None, adj=
                 if c < M:
                     Hi[c:] = F[i] + B[i] + rest[: M - c]
                 if working:  # x_i is held by the tape of step i - 1: its input never counts again
-                    Hi[: min(M, c + max(int(adj[k]) + int(fo[i]), back))] = inf
+                    Hi[: min(M, c + max(int(adj[k]) + int(ro[i]), back))] = inf
                 ch = np.where(np.isfinite(Hi), 0, -1).astype(ctype)
                 if length >= 2:
                     left = H3[i, i + 1 : k]
@@ -292,6 +292,7 @@ def _min_memory_choice(chain: Chain) -> tuple[float, dict]:
     hin = chain.holds("tape_holds_input")
     hout = chain.holds("tape_holds_output")
     FO = chain.values("forward_overhead")
+    RO = chain.values("record_overhead")
     BO = chain.values("backward_overhead")
     A = chain.values("adjoint_bytes")
     working = chain.has_overheads  # then a step's input counts while it runs, unless it is held
@@ -308,7 +309,7 @@ def _min_memory_choice(chain: Chain) -> tuple[float, dict]:
             rest = (H if hout[i] else W)[i + 1, k]
             back = A[i + 1] + BO[i]  # reversing step i
             c_h = T[i] + cout
-            runs = A[k] + FO[i] + (0.0 if hin[i] or not working else S[i])  # evaluating step i
+            runs = A[k] + RO[i] + (0.0 if hin[i] or not working else S[i])  # recording step i
             D = c_h + (S[i] if hin[i] else 0.0) + max(runs, back, rest)
             best, c = max(S[i] + A[k], D), 0
             if length >= 2:
@@ -324,7 +325,7 @@ def _min_memory_choice(chain: Chain) -> tuple[float, dict]:
             W[i, k] = min(best, D)
             ch[("W", i, k)] = 0 if D <= best else c
             if i > 0 and hout[i - 1]:
-                best, c = c_h + max(A[k] + FO[i], back, rest), 0
+                best, c = c_h + max(A[k] + RO[i], back, rest), 0
                 if length >= 2:
                     cand = np.maximum(np.maximum(adv, W[js, k]), H[i, js])
                     a = int(np.argmin(cand))
@@ -352,7 +353,8 @@ def _plan_tables(chain: Chain, unit: float, slots: int, *, up: bool) -> _Tables:
     work = {}
     if chain.has_overheads:
         work = {k: _units(chain.values(name), unit, up=up)
-                for k, name in (("fo", "forward_overhead"), ("bo", "backward_overhead"), ("adj", "adjoint_bytes"))}
+                for k, name in (("fo", "forward_overhead"), ("ro", "record_overhead"), ("bo", "backward_overhead"),
+                                ("adj", "adjoint_bytes"))}
     return _solve(F, B, _units(chain.values("state_bytes"), unit, up=up), _units(chain.values("tape_bytes"), unit, up=up),
                   chain.holds("tape_holds_input"), chain.holds("tape_holds_output"), slots, **work)
 

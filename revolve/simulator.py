@@ -133,6 +133,7 @@ def simulate(schedule: Schedule | Iterable, chain: Chain | None = None, *, n_ste
     working = chain is not None and chain.has_overheads
     if working:
         FO = chain.values("forward_overhead").tolist()
+        RO = chain.values("record_overhead").tolist()
         BO = chain.values("backward_overhead").tolist()
         A = chain.values("adjoint_bytes").tolist()
     cur = 0  # working state index; -1 when unknown
@@ -191,7 +192,7 @@ def simulate(schedule: Schedule | Iterable, chain: Chain | None = None, *, n_ste
                         if holders[j] == 1:
                             mem += S[j]
                 if working:
-                    extra = (0.0 if (i in stored or (shared and holders[i])) else S[i]) + FO[i]
+                    extra = (0.0 if (i in stored or (shared and holders[i])) else S[i]) + RO[i]
                     if mem + extra > peak_mem:
                         peak_mem = mem + extra
                 elif mem > peak_mem:

@@ -35,15 +35,15 @@ def brute_force_writes(n_max: int, s_max: int, T: np.ndarray) -> np.ndarray:
     return W
 
 
-def exhaustive_optimum(F, B, S, T, memory, hin=None, hout=None, fo=None, bo=None, adj=None, path=None):
+def exhaustive_optimum(F, B, S, T, memory, hin=None, hout=None, fo=None, bo=None, adj=None, path=None, ro=None):
     """Least total time of any valid schedule whose held bytes never exceed ``memory``: Dijkstra over states.
 
     A state is (working state, stored states, live tapes, next step to reverse). Moves are every action of
     the vocabulary (any Advance length), with the chain's costs; Snapshot, Restore and Discard are free.
     Held bytes: the union of stored states and the states live tapes keep (``hin[i]``: tape i keeps x_i,
     ``hout[i]``: x_{i+1}), each once, plus the tapes, plus ``adj[a]`` where a is the next step to
-    reverse + 1. Evaluating step l needs ``fo[l]`` on top, and its input S[l] unless that is kept (an
-    advance: for each step it runs; a record: once its tape is held), and reversing step i needs
+    reverse + 1. Evaluating step l needs ``fo[l]`` on top (``ro[l]`` for a record, once its tape is held),
+    and its input S[l] unless that is kept (an advance: for each step it runs), and reversing step i needs
     ``bo[i]`` on top of the held bytes before it.
     Returns the least time, or inf when no schedule fits; a list passed as ``path`` receives the
     states along an optimal schedule. Independent of the planner code.
@@ -73,11 +73,12 @@ def exhaustive_optimum(F, B, S, T, memory, hin=None, hout=None, fo=None, bo=None
     def held(stored, tapes, a):
         return sum(S[i] for i in kept(stored, tapes)) + sum(T[i] for i in tapes) + adj[a]
 
-    working = any(fo) or any(bo) or any(adj)
+    ro = fo if ro is None else list(ro)
+    working = any(fo) or any(bo) or any(adj) or any(ro)
 
-    def running(l, stored, tapes):
+    def running(l, stored, tapes, over=fo):
         """What evaluating step l adds: its overhead, and its input unless that is kept."""
-        return fo[l] + (S[l] if working and l not in kept(stored, tapes) else 0)
+        return over[l] + (S[l] if working and l not in kept(stored, tapes) else 0)
 
     while heap:
         d, _, state = heapq.heappop(heap)
@@ -105,7 +106,7 @@ def exhaustive_optimum(F, B, S, T, memory, hin=None, hout=None, fo=None, bo=None
                     moves.append((0.0, (cur, ns, tapes, a)))
             if cur < a and cur < n and cur not in tapes:
                 nt = tapes | {cur}
-                if held(stored, nt, a) + running(cur, stored, nt) <= memory:
+                if held(stored, nt, a) + running(cur, stored, nt, ro) <= memory:
                     moves.append((F[cur], (cur + 1, stored, nt, a)))
         for i in stored:
             if i != cur:  # restore

@@ -28,6 +28,8 @@ def int_chains(draw, max_steps=12):
         flags["forward_overhead"] = draw(st.lists(st.integers(0, 30), min_size=n, max_size=n))
         flags["backward_overhead"] = draw(st.lists(st.integers(0, 30), min_size=n, max_size=n))
         flags["adjoint_bytes"] = draw(st.lists(st.integers(0, 12), min_size=n + 1, max_size=n + 1))
+        if draw(st.booleans()):
+            flags["record_overhead"] = draw(st.lists(st.integers(0, 30), min_size=n, max_size=n))
     return Chain(forward_cost=f, backward_cost=b, state_bytes=s, tape_bytes=t, **flags)
 
 
@@ -131,11 +133,12 @@ def test_exhaustive_search_with_shared_states(working):
         hin, hout = rng.random(n) < 0.5, rng.random(n) < 0.5
         work = {}
         if working:
-            work = dict(fo=rng.choice([0, 2, 10, 30], n), bo=rng.choice([0, 3, 10, 30], n), adj=rng.choice([0, 1, 5, 20], n + 1))
+            work = dict(fo=rng.choice([0, 2, 10, 30], n), bo=rng.choice([0, 3, 10, 30], n), adj=rng.choice([0, 1, 5, 20], n + 1),
+                        ro=rng.choice([0, 5, 30], n))
         chain = Chain(forward_cost=F, backward_cost=B, state_bytes=S, tape_bytes=T,
                       tape_holds_input=hin.tolist(), tape_holds_output=hout.tolist(),
                       **({} if not working else dict(forward_overhead=work["fo"], backward_overhead=work["bo"],
-                                                     adjoint_bytes=work["adj"])))
+                                                     adjoint_bytes=work["adj"], record_overhead=work["ro"])))
         lo = min_memory(chain)
         assert exhaustive_optimum(F, B, S, T, lo, hin, hout, **work) < np.inf
         assert exhaustive_optimum(F, B, S, T, lo - 1, hin, hout, **work) == np.inf

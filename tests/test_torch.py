@@ -231,3 +231,25 @@ def test_whole_step_peak_within_budget(strategy):
                 net(x).square().mean().backward()
             assert measured.peak - grads <= memory, (strategy, memory, measured.peak, grads)
             assert net.last_stats.peak_bytes <= net.last_stats.predicted_bytes <= memory
+
+
+def test_consecutive_reverses_of_one_graph_run_as_one_autograd_call(monkeypatch):
+    torch.manual_seed(0)
+    model = nn.Sequential(*[m for _ in range(4) for m in (nn.Linear(16, 16), nn.Tanh())])
+    x = torch.randn(8, 16, requires_grad=True)
+    calls = []
+    real = torch.autograd.grad
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    net = CheckpointedSequential(copy.deepcopy(model), memory=1e9, strategy="store_all")
+    net(x).sum().backward()  # plans (profiling calls autograd itself)
+    monkeypatch.setattr(torch.autograd, "grad", counting)
+    x.grad = None
+    net(x).sum().backward()
+    assert len(calls) == 1  # store-all: one graph, one call
+    ref = x.detach().clone().requires_grad_()
+    model(ref).sum().backward()
+    assert torch.equal(ref.grad, x.grad)
