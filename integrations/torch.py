@@ -154,9 +154,9 @@ def _get_rng(x: torch.Tensor):
 
 
 @contextlib.contextmanager
-def _replay(layer: nn.Module, rng_state, x: torch.Tensor):
-    """Run a recomputation: the first run's RNG state, the caller's stream untouched, buffers restored."""
-    saved = [(b, b.detach().clone()) for b in layer.buffers()]
+def _replay(buffers: list, rng_state, x: torch.Tensor):
+    """Run a recomputation: the first run's RNG state, the caller's stream untouched, ``buffers`` restored."""
+    saved = [(b, b.detach().clone()) for b in buffers]
     with torch.random.fork_rng(devices=_rng_devices(x), enabled=rng_state is not None):
         if rng_state is not None:
             torch.set_rng_state(rng_state[0])
@@ -437,18 +437,22 @@ class RunStats:
 class _Runner:
     """Executes one schedule over the layers: the forward part inside Function.forward, the rest in backward."""
 
-    def __init__(self, layers, schedule: Schedule, params: list, owned: set):
+    def __init__(self, layers, schedule: Schedule, params: list):
         self.layers = layers
         self.actions = iter(schedule)
         self.n = schedule.n_steps
         self.params = params
         self.param_index = {id(p): k for k, p in enumerate(params)}
+        # each layer's parameters and buffers, listed once per step (module traversals are not free)
+        self.layer_params = [list(layer.parameters()) for layer in layers]
+        self.layer_buffers = [list(layer.buffers()) for layer in layers]
         users: dict[int, set] = {}
-        for i, layer in enumerate(layers):
-            for p in layer.parameters():
+        for i, ps in enumerate(self.layer_params):
+            for p in ps:
                 users.setdefault(id(p), set()).add(i)
         self.shared = {i for us in users.values() if len(us) > 1 for i in us}  # layers sharing a parameter
-        self.owned = owned
+        # storages of parameters and buffers live anyway and are never counted as activations
+        self.owned = {_storage_key(t)[0] for ts in self.layer_params + self.layer_buffers for t in ts}
         self.schedule = repr(schedule)
         self.snapshots: dict[int, tuple[torch.Tensor, int]] = {}
         self.tapes: dict[int, tuple] = {}
@@ -501,9 +505,11 @@ class _Runner:
             self.first_unseen = i + 1
             return y
         if i not in self.rng:  # deterministic layer: only its buffers need protecting
-            with _replay(layer, None, x):
+            if not self.layer_buffers[i]:
                 return layer(x)
-        with _replay(layer, self.rng[i], x):
+            with _replay(self.layer_buffers[i], None, x):
+                return layer(x)
+        with _replay(self.layer_buffers[i], self.rng[i], x):
             return layer(x)
 
     def _step(self, action) -> bool:
@@ -578,7 +584,7 @@ class _Runner:
         tapes = [self.tapes.pop(i) for i in steps]
         out_edge, in_edge, identity = tapes[0][0], tapes[-1][1], tapes[0][2]
         if not identity:
-            layer_params = [p for i in steps for p in self.layers[i].parameters() if p.requires_grad]
+            layer_params = [p for i in steps for p in self.layer_params[i] if p.requires_grad]
             wrt = ([in_edge] if in_edge is not None else []) + layer_params
             if out_edge is not None and wrt:
                 grads = list(torch.autograd.grad([out_edge], wrt, [self.adj], allow_unused=True))
@@ -709,7 +715,7 @@ class CheckpointedSequential(nn.Module):
                 x = layer(x)
             return x
         schedule, _, predicted = self._plan_entry(x)
-        runner = _Runner(list(self.layers), schedule, params, _owned_keys(self.layers))
+        runner = _Runner(list(self.layers), schedule, params)
 
         def done():
             self.last_stats = RunStats(forward_evaluations=runner.evaluations, peak_bytes=runner.peak,
