@@ -8,14 +8,14 @@ step (forward, loss, backward) of:
   - torch.utils.checkpoint.checkpoint_sequential at every segment count (use_reentrant=False);
   - revolve's CheckpointedSequential with strategies "optimal", "binomial" and "periodic" on a grid of
     budgets from the smallest feasible to store-all (budgets cover the step's whole activation memory),
-    and "optimal" also at each torch setting's measured memory less the parameter gradients.
+    and "optimal" also at each torch setting's measured memory.
 Time: --repeats rounds, each running every setting once in a shuffled order; a setting's time is its
 fastest step (drift of a shared machine then hits every setting alike). Memory: one step per setting,
 measured apart from the timed ones (tracking slows every op).
 Memory is measured the same way for every method: on CPU, the peak bytes of live tensor storages created
 during the step (each storage counted once, views skipped: revolve.integrations.torch.PeakStorages); on CUDA,
 torch.cuda.max_memory_allocated above the memory allocated before the step. Parameter gradients are freed
-before each step, so every method is charged for them alike. Writes a CSV and a PNG per model and prints
+before each step, so every method is charged for them alike (revolve's budget covers them too). Writes a CSV and a PNG per model and prints
 the comparison the goal asks for: at equal or lower memory, revolve's fastest step against
 checkpoint_sequential's, and the budgets where checkpoint_sequential has no setting.
 """
@@ -114,9 +114,8 @@ def bench_model(name, build, device, repeats, budgets_n, out_dir):
     low = revolve.min_memory(chain)
     high = revolve.simulate(revolve.store_all(chain.n_steps), chain).peak_memory
     grid = [low + (high - low) * k / (budgets_n - 1) for k in range(budgets_n)]
-    # and the memory each torch setting measured, less the parameter gradients (outside revolve's budget)
-    grads = sum(p.numel() * p.element_size() for p in model.parameters())
-    matched = sorted({m - grads for (method, _, _), m in zip(settings, memory) if method.startswith("torch")} - set(grid))
+    # and the memory each torch setting measured (revolve's budget covers the whole step, as measured)
+    matched = sorted({m for (method, _, _), m in zip(settings, memory) if method.startswith("torch")} - set(grid))
     for strategy in ("optimal", "binomial", "periodic"):
         for budget in sorted(grid + matched) if strategy == "optimal" else grid:
             try:

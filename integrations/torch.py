@@ -16,14 +16,15 @@ schedule is planned within the budget (the heterogeneous DP by default) and exec
 - parameters are inputs of the autograd Function, so their gradients flow even when the input does not
   require grad, work with ``torch.autograd.grad``, and accumulate over layers that share them.
 
-What the budget covers (``working_memory=True``, the default): the training step's whole activation
-memory, i.e. every storage the forward, the loss and the backward create except parameter gradients: the
-stored layer inputs, what autograd saves for the layers whose tapes are live (a saved input or output is
-the activation itself and counts once), the activation being computed, layer temporaries and the
-gradients of activations. With ``working_memory=False``: only the stored inputs and live tapes.
+What the budget covers (``working_memory=True``, the default): the training step's whole memory, i.e.
+every storage the forward, the loss and the backward create: the stored layer inputs, what autograd saves
+for the layers whose tapes are live (a saved input or output is the activation itself and counts once),
+the activation being computed, layer temporaries, the gradients of activations and the parameters'
+gradients. With ``working_memory=False``: only the stored inputs and live tapes.
 Consecutive recorded layers form one autograd graph, as in the plain model, and a recording that starts
 a segment takes its input as a view of x through an identity autograd node rather than as a leaf, so
-nothing else is held. Never covered: parameters, their gradients, optimizer state, the input you pass.
+nothing else is held. Never covered: parameters, optimizer state, the input you pass, and what the loss
+computes beyond the output's gradient.
 
 Only this module imports torch.
 """
@@ -282,8 +283,8 @@ def profile(model, example_input: torch.Tensor, *, repeats: int = 5, working_mem
     forward creates (``forward_overhead``; ``record_overhead`` when recording, beyond its tape; its input
     counts too unless held), what its backward creates
     (``backward_overhead``: the input's gradient, parameter gradients, temporaries), and the gradient of
-    each activation (``adjoint_bytes``), so that a plan's budget covers the step's whole activation
-    memory rather than only what is kept between forward and backward. Times are medians
+    each activation with the parameter gradients made by then (``adjoint_bytes``), so that a plan's
+    budget covers the step's whole memory rather than only what is kept between forward and backward. Times are medians
     of ``repeats`` runs after a warm-up run (CUDA events on a GPU). Profiling leaves the model as it found it: buffers such
     as BatchNorm statistics are restored, the caller's RNG stream is untouched, no ``.grad`` is written.
 
@@ -354,6 +355,20 @@ def profile(model, example_input: torch.Tensor, *, repeats: int = 5, working_mem
         f_over = [f + adjoints[-1] for f in f_over]
         r_over = [r + adjoints[-1] for r in r_over]
         b_over = [b + adjoints[-1] for b in b_over]
+        # parameter gradients appear at their layer's reverse and stay: once steps k.. are reversed, theirs
+        # are held beside the adjoint of x_k (a parameter shared by layers counts at the last of them)
+        owner: dict[int, tuple[int, int]] = {}
+        for li, layer in enumerate(layers):
+            for p in layer.parameters():
+                if p.requires_grad:
+                    owner[id(p)] = (li, p.numel() * p.element_size())
+        grads = [0.0] * (len(layers) + 1)
+        for li, size in owner.values():
+            grads[li] += size
+        held = 0.0
+        for k in range(len(layers), -1, -1):
+            held += grads[k]
+            adjoints[k] += held
     work = dict(forward_overhead=f_over, record_overhead=r_over, backward_overhead=b_over,
                 adjoint_bytes=adjoints) if working_memory else {}
     return Chain(forward_cost=fwd, backward_cost=bwd, state_bytes=states, tape_bytes=tapes,
@@ -653,10 +668,10 @@ class CheckpointedSequential(nn.Module):
 
     Arguments:
         model: an ``nn.Sequential`` or a list of modules applied one after the other.
-        memory: budget in bytes (or "512MiB") for the step's activation memory: with ``working_memory``
-            (default) everything the forward and backward create except parameter gradients (stored
-            inputs, tapes, the working activation, gradients of activations, layer temporaries);
-            without it only what is kept between forward and backward (stored inputs and tapes).
+        memory: budget in bytes (or "512MiB") for the training step's memory: with ``working_memory``
+            (default) everything the forward and backward create (stored inputs, tapes, the working
+            activation, gradients of activations and parameters, layer temporaries); without it only
+            what is kept between forward and backward (stored inputs and tapes).
         strategy: "optimal" (default, the DP), "binomial", "periodic" or "store_all".
         slots: memory discretization of the DP (default 500).
         working_memory: plan for the whole working memory (see ``profile``), not only what is kept.

@@ -208,20 +208,21 @@ def test_profile_counts_saved_states_once_and_measures_working_memory():
     assert chain.values("forward_overhead").tolist()[:3] == [S[1] + out_grad, S[2] + out_grad, S[3] + out_grad]
     assert chain.values("backward_overhead")[0] == S[0] + (32 * 8 + 32) * 4 + out_grad
     assert chain.values("backward_overhead")[1] == S[1] + out_grad
-    assert chain.values("adjoint_bytes").tolist() == S
+    # the adjoint of x_k is held with the parameter gradients of the layers from k on (reversed already)
+    g0, g2 = (8 * 32 + 32) * 4, (32 * 4 + 4) * 4
+    assert chain.values("adjoint_bytes").tolist() == [S[0] + g0 + g2, S[1] + g2, S[2] + g2, S[3], S[4]]
 
 
 @pytest.mark.parametrize("strategy", STRATEGIES)
 def test_whole_step_peak_within_budget(strategy):
-    """The budget covers the step's whole activation memory, measured as every tensor storage the step
-    creates (forward, loss and backward); only the parameters' gradients are outside it."""
+    """The budget covers the step's whole memory, measured as every tensor storage the step creates
+    (forward, loss, backward, parameter gradients)."""
     from revolve.integrations.torch import PeakStorages
 
     torch.manual_seed(0)
     deep = nn.Sequential(*[m for _ in range(6) for m in (nn.Linear(32, 32), nn.Tanh())])
     for base, x in ((mixed(torch.float32), torch.randn(64, 8)), (deep, torch.randn(128, 32))):
         chain = profile(base, x)
-        grads = sum(p.numel() * p.element_size() for p in base.parameters())
         for memory in budgets(chain, strategy):
             net = CheckpointedSequential(base, memory=memory, strategy=strategy)
             net(x).square().mean().backward()  # plans; the measured step below runs the cached plan
@@ -229,7 +230,8 @@ def test_whole_step_peak_within_budget(strategy):
                 p.grad = None
             with PeakStorages() as measured:
                 net(x).square().mean().backward()
-            assert measured.peak - grads <= memory, (strategy, memory, measured.peak, grads)
+            # the scalar loss and its gradient (a few bytes) are the caller's, outside the model
+            assert measured.peak <= memory + 64, (strategy, memory, measured.peak)
             assert net.last_stats.peak_bytes <= net.last_stats.predicted_bytes <= memory
 
 
