@@ -75,13 +75,9 @@ def _storage_key(t: torch.Tensor):
     return (t.device, s.data_ptr()), s.nbytes()
 
 
-def _owned_keys(layers) -> set:
+def _owned_keys(tensors) -> set:
     """Storages of parameters and buffers: they live anyway and are never counted as activations."""
-    keys = set()
-    for m in layers:
-        for t in list(m.parameters()) + list(m.buffers()):
-            keys.add(_storage_key(t)[0])
-    return keys
+    return {_storage_key(t)[0] for t in tensors}
 
 
 class _SavedStorages:
@@ -298,7 +294,7 @@ def profile(model, example_input: torch.Tensor, *, repeats: int = 5, working_mem
     where = "revolve.integrations.torch.profile"
     layers = _layers(model, where)
     x = _check_input(layers, example_input, where)
-    owned = _owned_keys(layers)
+    owned = _owned_keys(t for m in layers for t in [*m.parameters(), *m.buffers()])
     fwd, bwd, states, tapes, holds_in, holds_out = [], [], [float(_storage_key(x)[1])], [], [], []
     f_over, r_over, b_over, adjoints = [], [], [], [float(_storage_key(x)[1]) if x.is_floating_point() else 0.0]
     saved_buffers = [(b, b.detach().clone()) for m in layers for b in m.buffers()]
@@ -467,7 +463,7 @@ class _Runner:
                 users.setdefault(id(p), set()).add(i)
         self.shared = {i for us in users.values() if len(us) > 1 for i in us}  # layers sharing a parameter
         # storages of parameters and buffers live anyway and are never counted as activations
-        self.owned = {_storage_key(t)[0] for ts in self.layer_params + self.layer_buffers for t in ts}
+        self.owned = _owned_keys(t for ts in self.layer_params + self.layer_buffers for t in ts)
         self.schedule = repr(schedule)
         self.snapshots: dict[int, tuple[torch.Tensor, int]] = {}
         self.tapes: dict[int, tuple] = {}
