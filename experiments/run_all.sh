@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Regenerate every figure and table in docs/figures, and the benchmark logs in docs/logs, on this machine.
-#   bash experiments/run_all.sh            (about 30 minutes on 2 cores, peers installed for bench_planner)
+#   bash experiments/run_all.sh            (about 40 minutes on 2 cores, peers installed for bench_planner)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p docs/logs
