@@ -234,6 +234,11 @@ class _Timer:
 
 # ---- profiling ---------------------------------------------------------------------------------------
 
+def _grad_inputs(layer: nn.Module, x_in: torch.Tensor) -> list:
+    """What a layer's backward differentiates for: its input's gradient edge (if any) and its parameters."""
+    return ([get_gradient_edge(x_in)] if x_in.requires_grad else []) + [p for p in layer.parameters() if p.requires_grad]
+
+
 def _working_memory(layer: nn.Module, x: torch.Tensor, held_by_tape: int) -> tuple[float, float, float]:
     """A layer's moment peaks beyond what is held, its input aside: (forward, record, backward) overheads.
 
@@ -255,8 +260,7 @@ def _working_memory(layer: nn.Module, x: torch.Tensor, held_by_tape: int) -> tup
         record = max(0, m.peak - held_by_tape)
         if out.requires_grad and out is not x_in:
             edge = get_gradient_edge(out)
-            inputs = ([get_gradient_edge(x_in)] if x_in.requires_grad else []) + \
-                [p for p in layer.parameters() if p.requires_grad]
+            inputs = _grad_inputs(layer, x_in)
             del out  # the runner drops the working state before a reverse
             m.peak = m.cur
             torch.autograd.grad([edge], inputs, [grad_out], allow_unused=True)  # its results count until freed
@@ -315,8 +319,7 @@ def profile(model, example_input: torch.Tensor, *, repeats: int = 5, working_mem
                         with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(saved.pack, saved.unpack), \
                                 _no_in_place(li, layer):
                             out = layer(x_in)
-                        inputs = ([get_gradient_edge(x_in)] if x_in.requires_grad else []) + \
-                            [p for p in layer.parameters() if p.requires_grad]
+                        inputs = _grad_inputs(layer, x_in)
                         if out.requires_grad and out is not x_in:
                             torch.autograd.grad([out], inputs, [torch.ones_like(out)], allow_unused=True)
                     bt.append(max(timer.seconds - ft[-1], 0.0))

@@ -61,6 +61,11 @@ class _Tables:
     top: np.ndarray  # W(0, n, m) for m = 0..slots (inf where infeasible)
 
 
+# the chain's working-memory sizes, by the name ``_solve`` takes them under
+_WORKING_FIELDS = (("fo", "forward_overhead"), ("ro", "record_overhead"), ("bo", "backward_overhead"),
+                   ("adj", "adjoint_bytes"))
+
+
 def _check_chain(where: str, chain) -> Chain:
     if not isinstance(chain, Chain):
         raise TypeError(f"{where}: chain must be a revolve.Chain, got {type(chain).__name__}")
@@ -272,7 +277,7 @@ def _aligned_unit(chain: Chain, memory: float, slots: int) -> tuple[float, int]:
 def _exact_unit(chain: Chain, memory: float) -> tuple[float, int] | None:
     """The greatest common divisor of the chain's sizes when they are all whole numbers (bytes), with the
     whole units in ``memory``; None when some size is fractional. With it the DP rounds nothing."""
-    names = ("state_bytes", "tape_bytes", "forward_overhead", "backward_overhead", "adjoint_bytes")
+    names = ("state_bytes", "tape_bytes", *(name for _, name in _WORKING_FIELDS))
     sizes = np.concatenate([chain.values(k) for k in names])
     sizes = sizes[sizes > 0]
     if not sizes.size or np.any(sizes != np.round(sizes)) or sizes.max() > 2**62:
@@ -352,9 +357,7 @@ def _plan_tables(chain: Chain, unit: float, slots: int, *, up: bool) -> _Tables:
     B = chain.values("backward_cost")
     work = {}
     if chain.has_overheads:
-        work = {k: _units(chain.values(name), unit, up=up)
-                for k, name in (("fo", "forward_overhead"), ("ro", "record_overhead"), ("bo", "backward_overhead"),
-                                ("adj", "adjoint_bytes"))}
+        work = {k: _units(chain.values(name), unit, up=up) for k, name in _WORKING_FIELDS}
     return _solve(F, B, _units(chain.values("state_bytes"), unit, up=up), _units(chain.values("tape_bytes"), unit, up=up),
                   chain.holds("tape_holds_input"), chain.holds("tape_holds_output"), slots, **work)
 

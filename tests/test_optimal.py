@@ -232,3 +232,12 @@ def test_budget_at_the_minimum_is_planned_exactly():
         stats = simulate(fine, chain)
         assert stats.peak_memory <= lo
         assert stats.time == simulate(exact_optimal(chain, lo), chain).time  # one-byte units
+
+
+def test_exact_unit_divides_every_size():
+    from revolve.optimal import _exact_unit
+
+    chain = Chain(forward_cost=1, backward_cost=1, state_bytes=4096, tape_bytes=8192, n_steps=3,
+                  forward_overhead=4096, record_overhead=[4096, 2048, 4096], backward_overhead=12288, adjoint_bytes=4096)
+    assert _exact_unit(chain, 40960) == (2048.0, 20)
+    assert _exact_unit(Chain(forward_cost=1, backward_cost=1, state_bytes=1.5, tape_bytes=3, n_steps=2), 10) is None
