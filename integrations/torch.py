@@ -196,13 +196,16 @@ class _Boundary(torch.autograd.Function):
         return None, None  # never run: gradients are captured at this node's edge
 
 
-def _graph_input(x: torch.Tensor) -> torch.Tensor:
+def _graph_input(x: torch.Tensor, anchor: torch.Tensor | None = None) -> torch.Tensor:
     """x as the differentiable input of a recording that starts a segment, holding nothing itself.
 
     A leaf would be kept alive by its gradient accumulator and ``x + 0`` would copy x; this view shares x's
-    storage (bitwise x), and its gradient edge, the boundary node, saves nothing.
+    storage (bitwise x), and its gradient edge, the boundary node, saves nothing. ``anchor`` is a scalar
+    that requires grad (made here if not given; a runner shares one among its segments). No gradient
+    ever reaches it.
     """
-    anchor = torch.zeros((), dtype=x.dtype, device=x.device, requires_grad=True)
+    if anchor is None:
+        anchor = torch.zeros((), dtype=x.dtype, device=x.device, requires_grad=True)
     with torch.enable_grad():
         return _Boundary.apply(anchor, x.detach())
 
@@ -275,7 +278,8 @@ def profile(model, example_input: torch.Tensor, *, repeats: int = 5, working_mem
     nested ``nn.Sequential`` blocks (e.g. one per transformer block): a block is recomputed or stored whole.
 
     Per layer: forward time (no grad), backward time (record + reverse minus forward), the size of its
-    input and output, and the bytes autograd saves for its backward (storages counted once, views
+    output (x_0, the input you pass, is yours and alive through the step: it is given size 0, as keeping
+    it costs nothing), and the bytes autograd saves for its backward (storages counted once, views
     skipped, parameters and buffers excluded: exactly what a recording keeps until its reverse). When
     the saved tensors include the layer's input (a linear layer) or its output (tanh), the chain flags
     it (``tape_holds_input`` / ``tape_holds_output``) instead of counting that state twice. With
@@ -292,14 +296,15 @@ def profile(model, example_input: torch.Tensor, *, repeats: int = 5, working_mem
         >>> import torch
         >>> from torch import nn
         >>> chain = profile(nn.Sequential(nn.Linear(8, 8), nn.Tanh()), torch.randn(4, 8))
-        >>> chain.n_steps, chain.state(0)
-        (2, 128.0)
+        >>> chain.n_steps, chain.state(0), chain.state(1)
+        (2, 0.0, 128.0)
     """
     where = "revolve.integrations.torch.profile"
     layers = _layers(model, where)
     x = _check_input(layers, example_input, where)
     owned = _owned_keys(t for m in layers for t in [*m.parameters(), *m.buffers()])
-    fwd, bwd, states, tapes, holds_in, holds_out = [], [], [float(_storage_key(x)[1])], [], [], []
+    # x_0 is the caller's input, alive through the step anyway: keeping it costs the plan nothing
+    fwd, bwd, states, tapes, holds_in, holds_out = [], [], [0.0], [], [], []
     f_over, r_over, b_over, adjoints = [], [], [], [float(_storage_key(x)[1]) if x.is_floating_point() else 0.0]
     saved_buffers = [(b, b.detach().clone()) for m in layers for b in m.buffers()]
     try:
@@ -350,10 +355,13 @@ def profile(model, example_input: torch.Tensor, *, repeats: int = 5, working_mem
             for b, v in saved_buffers:
                 b.copy_(v)
     if working_memory:
-        # autograd holds the output's gradient for the whole backward: a constant on top of every moment
-        f_over = [f + adjoints[-1] for f in f_over]
-        r_over = [r + adjoints[-1] for r in r_over]
-        b_over = [b + adjoints[-1] for b in b_over]
+        # the output is the caller's, who holds it through the backward (``out = net(x); loss = f(out);
+        # loss.backward()``): a constant on every moment, so keeping it as a state costs nothing more
+        output = states[-1]
+        states[-1] = 0.0
+        f_over = [f + output for f in f_over]
+        r_over = [r + output for r in r_over]
+        b_over = [b + output for b in b_over]
         # parameter gradients appear at their layer's reverse and stay: once steps k.. are reversed, theirs
         # are held beside the adjoint of x_k (a parameter shared by layers counts at the last of them)
         owner: dict[int, tuple[int, int]] = {}
@@ -479,6 +487,8 @@ class _Runner:
         self.x_in_graph = False  # the working state is the output of a step recorded just before
         self.cur = 0
         self.x0_needs_grad = False
+        self.output_grad = None  # the output's gradient, taken from the engine by take_output_grad
+        self.zeros: dict = {}  # scalars: segment anchors (_graph_input) and gradients' stand-ins (_grad)
 
     # storage accounting: each storage once
     def _hold(self, sizes: dict):
@@ -545,7 +555,7 @@ class _Runner:
                     # use of a parameter through the graph
                     x_in = x
                 elif i > 0 or self.x0_needs_grad:
-                    x_in = _graph_input(x)  # a segment starts: a differentiable input that holds nothing
+                    x_in = _graph_input(x, self._zero(x, anchor=True))  # a segment starts: an input that holds nothing
                 else:
                     x_in = x.detach()
                 saved = _SavedStorages(self.owned)
@@ -580,6 +590,7 @@ class _Runner:
 
     def forward(self, x: torch.Tensor, x0_needs_grad: bool) -> torch.Tensor:
         self.x0_needs_grad = x0_needs_grad
+        self.owned = self.owned | {_storage_key(x)[0]}  # the caller's input: not the plan's memory (x_0 costs 0)
         self.x, self.reached = x.detach(), False
         for action in self.actions:
             if self._step(action):
@@ -601,7 +612,7 @@ class _Runner:
             layer_params = [p for i in steps for p in self.layer_params[i] if p.requires_grad]
             wrt = ([in_edge] if in_edge is not None else []) + layer_params
             if out_edge is not None and wrt:
-                grads = list(torch.autograd.grad([out_edge], wrt, [self.adj], allow_unused=True))
+                grads = self._grad(out_edge, wrt)
             else:
                 grads = [None] * len(wrt)
             self.adj = grads.pop(0) if in_edge is not None else None
@@ -613,13 +624,59 @@ class _Runner:
         for tape in tapes:
             self._release(tape[3])
 
+    def _grad(self, out_edge, wrt: list) -> list:
+        """``autograd.grad`` from ``out_edge`` with the adjoint ``self.adj``, which lives no longer than in plain autograd.
+
+        The engine keeps a call's ``grad_outputs`` until the call returns, so a reverse of several steps
+        would hold the adjoint it starts from to the end. The call gets a stand-in instead (zeros of the
+        same shape, broadcast from one element: no memory); a pre-hook on the edge's node swaps the real
+        adjoint in, and the engine frees it as soon as that node has run, as it does in plain autograd.
+        """
+        real = [self.adj]
+        self.adj = None
+        index = out_edge.output_nr
+
+        def swap(grad_outputs):
+            grad_outputs = list(grad_outputs)
+            grad_outputs[index] = real.pop()
+            return tuple(grad_outputs)
+
+        stand_in = self._stand_in(real[0])
+        handle = out_edge.node.register_prehook(swap)
+        try:
+            return list(torch.autograd.grad([out_edge], wrt, [stand_in], allow_unused=True))
+        finally:
+            handle.remove()
+
+    def _zero(self, like: torch.Tensor, anchor: bool = False) -> torch.Tensor:
+        """A scalar zero of ``like``'s dtype and device, made once per runner; ``anchor``: one that requires grad."""
+        key = (like.dtype, like.device, anchor)
+        if key not in self.zeros:
+            self.zeros[key] = torch.zeros((), dtype=like.dtype, device=like.device, requires_grad=anchor)
+        return self.zeros[key]
+
+    def _stand_in(self, grad: torch.Tensor) -> torch.Tensor:
+        """Zeros shaped like ``grad`` that take no memory: one element, broadcast."""
+        return self._zero(grad).expand(grad.shape)
+
+    def take_output_grad(self, grad_outputs):
+        """Pre-hook on the output's node: keep the output's gradient here, hand the engine a stand-in.
+
+        The engine keeps a node's incoming gradients until its backward returns, which for this node is the
+        whole schedule's backward; plain autograd frees the output's gradient after the last layer's
+        backward. Holding it here, the runner lets it go at the first reverse, as plain autograd does.
+        """
+        self.output_grad = grad_outputs[0]
+        return (self._stand_in(grad_outputs[0]),) + tuple(grad_outputs[1:])
+
     def _joins(self, i: int) -> bool:
         """Whether Reverse(i - 1) can join the reverse of step i (both taped in one graph, no identity)."""
         tape, before = self.tapes.get(i), self.tapes.get(i - 1)
         return tape is not None and before is not None and tape[4] and not tape[2] and not before[2]
 
     def backward(self, grad_out: torch.Tensor):
-        self.adj = grad_out
+        self.adj = grad_out if self.output_grad is None else self.output_grad
+        self.output_grad = grad_out = None
         self.param_grads: list = [None] * len(self.params)
         group: list[int] = []  # consecutive reverses of one graph, run together
         with torch.enable_grad():
@@ -736,7 +793,10 @@ class CheckpointedSequential(nn.Module):
                                        predicted_bytes=predicted, schedule=runner.schedule)
 
         runner.on_done = done
-        return _ScheduledChain.apply(runner, x, *params)
+        y = _ScheduledChain.apply(runner, x, *params)
+        if y.grad_fn is not None:
+            y.grad_fn.register_prehook(runner.take_output_grad)
+        return y
 
 
 def checkpoint_sequential(model, x: torch.Tensor, *, memory: float | str, strategy: Strategy = "optimal",

@@ -55,3 +55,11 @@ def test_check_exhaustive_quick(capsys):
     assert load("check_exhaustive").main(["--quick"]) == 0
     out = capsys.readouterr().out
     assert out.count("optimum reached") == 5
+
+
+def test_torch_cuda_check_exactness_runs_on_cpu():
+    """The CUDA script's exactness and budget checks, run on the CPU so that its code is exercised in CI
+    (its CUDA-only parts, the allocator's peak and the CUDA RNG state, switch to their CPU counterparts)."""
+    import torch
+
+    assert load("torch_cuda_check").exactness(torch.device("cpu")) == 0

@@ -176,7 +176,8 @@ def test_profile_leaves_model_untouched():
     for k, v in base.state_dict().items():
         assert torch.equal(v, before[k]), k
     assert all(p.grad is None for p in base.parameters())
-    assert chain.n_steps == len(base) and chain.state(0) == 16 * 8 * 8
+    # x_0 is the caller's input (costs the plan nothing); x_1 is the first layer's 16 x 64 output
+    assert chain.n_steps == len(base) and chain.state(0) == 0 and chain.state(1) == 16 * 64 * 8
 
 
 def test_grouped_blocks_are_steps():
@@ -197,17 +198,18 @@ def test_profile_counts_saved_states_once_and_measures_working_memory():
     x = torch.randn(16, 8)
     chain = profile(model, x)
     S = [16 * 8 * 4, 16 * 32 * 4, 16 * 32 * 4, 16 * 4 * 4, 16 * 4 * 4]
-    assert chain.values("state_bytes").tolist() == S
+    # the input and the output are the caller's: the input costs nothing, the output is held throughout
+    assert chain.values("state_bytes").tolist() == [0] + S[1:4] + [0]
     # linear and GELU save their input, tanh its output: flagged, not counted again in tape_bytes
     assert chain.holds("tape_holds_input").tolist() == [True, False, True, True]
     assert chain.holds("tape_holds_output").tolist() == [False, True, False, False]
     assert chain.values("tape_bytes").tolist() == [0, 0, 0, 0]
-    # the output's gradient (S[4]) is held throughout the backward; a layer's forward creates its output
-    # (its input is counted by the simulator unless held), its backward the input's and parameters' gradients
-    out_grad = S[4]
-    assert chain.values("forward_overhead").tolist()[:3] == [S[1] + out_grad, S[2] + out_grad, S[3] + out_grad]
-    assert chain.values("backward_overhead")[0] == S[0] + (32 * 8 + 32) * 4 + out_grad
-    assert chain.values("backward_overhead")[1] == S[1] + out_grad
+    # a layer's forward creates its output (its input is counted by the simulator unless held), its
+    # backward the input's and parameters' gradients; on top, the model's output (S[4]), which the caller holds
+    out = S[4]
+    assert chain.values("forward_overhead").tolist()[:3] == [S[1] + out, S[2] + out, S[3] + out]
+    assert chain.values("backward_overhead")[0] == S[0] + (32 * 8 + 32) * 4 + out
+    assert chain.values("backward_overhead")[1] == S[1] + out
     # the adjoint of x_k is held with the parameter gradients of the layers from k on (reversed already)
     g0, g2 = (8 * 32 + 32) * 4, (32 * 4 + 4) * 4
     assert chain.values("adjoint_bytes").tolist() == [S[0] + g0 + g2, S[1] + g2, S[2] + g2, S[3], S[4]]
@@ -223,13 +225,16 @@ def test_whole_step_peak_within_budget(strategy):
     deep = nn.Sequential(*[m for _ in range(6) for m in (nn.Linear(32, 32), nn.Tanh())])
     for base, x in ((mixed(torch.float32), torch.randn(64, 8)), (deep, torch.randn(128, 32))):
         chain = profile(base, x)
+        weight = torch.randn_like(base(x)).detach()
         for memory in budgets(chain, strategy):
             net = CheckpointedSequential(base, memory=memory, strategy=strategy)
-            net(x).square().mean().backward()  # plans; the measured step below runs the cached plan
+            net(x).backward(weight)  # plans; the measured step below runs the cached plan
             for p in base.parameters():
                 p.grad = None
             with PeakStorages() as measured:
-                net(x).square().mean().backward()
+                out = net(x)  # held through the backward, as training code does
+                (out * weight).sum().backward()  # a loss whose backward creates only the output's gradient
+            del out
             # the scalar loss and its gradient (a few bytes) are the caller's, outside the model
             assert measured.peak <= memory + 64, (strategy, memory, measured.peak)
             assert net.last_stats.peak_bytes <= net.last_stats.predicted_bytes <= memory
@@ -255,3 +260,41 @@ def test_consecutive_reverses_of_one_graph_run_as_one_autograd_call(monkeypatch)
     ref = x.detach().clone().requires_grad_()
     model(ref).sum().backward()
     assert torch.equal(ref.grad, x.grad)
+
+
+def test_gradients_live_no_longer_than_in_plain_autograd():
+    """Store-all through the adapter peaks exactly where plain autograd does (the oracle), measured as every
+    storage the step creates: the output's gradient is freed after the last layer's backward, and a
+    multi-step reverse does not hold the gradient it starts from, though the engine keeps a call's inputs.
+    The output is the widest activation here, so holding its gradient longer would show."""
+    from revolve.integrations.torch import PeakStorages
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 256), nn.Tanh(), nn.Linear(256, 256), nn.Tanh(), nn.Linear(256, 512))
+    x = torch.randn(64, 8)
+    weight = torch.randn(64, 512)
+    net = CheckpointedSequential(model, memory="1GiB", strategy="store_all")
+    net(x).backward(weight)  # plans
+    peaks = []
+    for run in (model, net):
+        for p in model.parameters():
+            p.grad = None
+        with PeakStorages() as measured:
+            (run(x) * weight).sum().backward()
+        peaks.append(measured.peak)
+    assert peaks[0] <= peaks[1] <= peaks[0] + 16  # the stand-ins are one element each
+    assert net.last_stats.predicted_bytes >= peaks[1] - 64  # the scalar loss is the caller's
+
+
+def test_output_gradient_seen_by_the_caller_is_the_real_one():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 3))
+    x = torch.randn(5, 4)
+    net = CheckpointedSequential(copy.deepcopy(model), memory="1MiB")
+    outs = []
+    for run in (model, net):
+        y = run(x)
+        y.retain_grad()
+        y.square().sum().backward()
+        outs.append(y)
+    assert torch.equal(outs[0].grad, outs[1].grad) and torch.equal(outs[1].grad, 2 * outs[1].detach())
