@@ -1,6 +1,6 @@
 """Benchmark: time per training step against measured peak memory, revolve vs torch.utils.checkpoint.
 
-    python3 experiments/bench_torch.py [--device cpu|cuda] [--repeats 7] [--quick] [--out docs/figures]
+    python3 experiments/bench_torch.py [--device cpu|cuda] [--repeats 15] [--quick] [--out docs/figures]
 
 For a uniform 16-layer MLP, a mixed-width network and a stack of transformer blocks, measures one training
 step (forward, loss, backward; the output is held through the backward, as training code holds it) of
@@ -179,6 +179,31 @@ def report(name, rows, out_dir):
         print(f"   {label}: at equal or lower measured memory, slower than checkpoint_sequential in {worse} of "
               f"{len(torch_rows)} settings (time ratio median {statistics.median(ratios):.2f}, worst {max(ratios):.2f}); "
               f"plans below its least memory ({fmt(least_torch)}): {', '.join(fmt(b) for b in below[:4]) or 'none'}")
+    # the same computation run as two settings: their time ratio shows how far this machine's timing spreads
+    same: dict = {}
+    for method, setting, t, m in rows:
+        if method.startswith("revolve"):
+            same.setdefault((method, setting.split(" ", 1)[1]), []).append(t)  # same plan: same predicted and held
+        elif method.startswith("plain") or setting == "segments=1":  # one segment runs the plain model
+            same.setdefault("plain", []).append(t)
+    spreads = [max(ts) / min(ts) for ts in same.values() if len(ts) > 1]
+    if spreads:
+        print(f"   timing spread: the same computation as two or more settings ({len(spreads)} groups) differs by a time "
+              f"ratio of up to {max(spreads):.2f} (median {statistics.median(spreads):.2f})")
+    # the budget and the plan's prediction against the measured whole-step peak
+    plans = []
+    for method, setting, t, m in rows:
+        if method.startswith("revolve"):
+            fields = dict(item.split("=") for item in setting.split())
+            plans.append((float(fields["budget"]), float(fields["predicted"]), m))
+    if plans:
+        over = [m - b for b, _, m in plans if m > b]
+        under = [m - p for _, p, m in plans if m > p]
+        errors = [(p - m) / p for _, p, m in plans]
+        print(f"   budget: {len(plans)} plans, {len(over)} measured above their budget"
+              f"{f' (by at most {max(over):.0f} bytes)' if over else ''}; prediction minus measured peak: "
+              f"median {statistics.median(errors):.2%}, range {min(errors):.2%} to {max(errors):.2%} of the prediction"
+              f"{f'; measured above the prediction in {len(under)} plans, by at most {max(under):.0f} bytes' if under else ''}")
     try:
         plt = _pyplot()
     except ImportError:
@@ -212,7 +237,7 @@ def report(name, rows, out_dir):
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--repeats", type=int, default=7, help="rounds over all settings; each keeps its fastest step")
+    ap.add_argument("--repeats", type=int, default=15, help="rounds over all settings; each keeps its fastest step")
     ap.add_argument("--budgets", type=int, default=16)
     ap.add_argument("--quick", action="store_true", help="small models, one repeat (for tests)")
     ap.add_argument("--replot", action="store_true", help="redraw the figures and the comparison from the CSVs in --out")

@@ -19,12 +19,16 @@ schedule is planned within the budget (the heterogeneous DP by default) and exec
 What the budget covers (``working_memory=True``, the default): the training step's whole memory, i.e.
 every storage the forward, the loss and the backward create: the stored layer inputs, what autograd saves
 for the layers whose tapes are live (a saved input or output is the activation itself and counts once),
-the activation being computed, layer temporaries, the gradients of activations and the parameters'
-gradients. With ``working_memory=False``: only the stored inputs and live tapes.
+the activation being computed, layer temporaries, the gradients of activations, the parameters'
+gradients, and the output, which the caller holds through the backward. With ``working_memory=False``:
+only the stored inputs and live tapes.
 Consecutive recorded layers form one autograd graph, as in the plain model, and a recording that starts
 a segment takes its input as a view of x through an identity autograd node rather than as a leaf, so
-nothing else is held. Never covered: parameters, optimizer state, the input you pass, and what the loss
-computes beyond the output's gradient.
+nothing else is held. Gradients live no longer than in plain autograd: the output's gradient is taken
+from the engine (which would keep it for the whole backward of the one Function) and freed at the first
+reverse, and a reverse of several layers does not hold the gradient it starts from. Never covered:
+parameters, optimizer state, the input you pass (it is yours, alive anyway: keeping it costs the plan
+nothing), and what the loss computes beyond the output's gradient.
 
 Only this module imports torch.
 """
@@ -382,11 +386,12 @@ def profile(model, example_input: torch.Tensor, *, repeats: int = 5, working_mem
                  tape_holds_input=holds_in, tape_holds_output=holds_out, **work)
 
 
-def _check_input(layers, x, where):
+def _check_input(layers, x, where, layer_params=None):
+    """x must be a tensor on the parameters' device, of their dtype (``layer_params``: each layer's, if listed)."""
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{where}: the input must be a torch.Tensor, got {type(x).__name__}")
-    for m in layers:
-        for p in m.parameters():
+    for ps in layer_params if layer_params is not None else (m.parameters() for m in layers):
+        for p in ps:
             if p.device != x.device:
                 raise ValueError(f"{where}: the input is on {x.device} but the model's parameters are on {p.device}; "
                                  f"move one of them (model.to(x.device))")
@@ -459,15 +464,15 @@ class RunStats:
 class _Runner:
     """Executes one schedule over the layers: the forward part inside Function.forward, the rest in backward."""
 
-    def __init__(self, layers, schedule: Schedule, params: list):
+    def __init__(self, layers, schedule: Schedule, layer_params: list, layer_buffers: list, params: list):
         self.layers = layers
         self.actions = iter(schedule)
         self.n = schedule.n_steps
         self.params = params
         self.param_index = {id(p): k for k, p in enumerate(params)}
         # each layer's parameters and buffers, listed once per step (module traversals are not free)
-        self.layer_params = [list(layer.parameters()) for layer in layers]
-        self.layer_buffers = [list(layer.buffers()) for layer in layers]
+        self.layer_params = layer_params
+        self.layer_buffers = layer_buffers
         users: dict[int, set] = {}
         for i, ps in enumerate(self.layer_params):
             for p in ps:
@@ -779,14 +784,17 @@ class CheckpointedSequential(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         where = "revolve.integrations.torch.CheckpointedSequential"
-        _check_input(list(self.layers), x, where)
-        params = [p for p in self.parameters() if p.requires_grad]
+        layers = list(self.layers)
+        # each layer's parameters and buffers, listed once per step (module traversals are not free)
+        layer_params = [list(layer.parameters()) for layer in layers]
+        _check_input(layers, x, where, layer_params)
+        params = list({id(p): p for ps in layer_params for p in ps if p.requires_grad}.values())  # shared: once
         if not torch.is_grad_enabled() or not (x.requires_grad or params):
             for layer in self.layers:
                 x = layer(x)
             return x
         schedule, _, predicted = self._plan_entry(x)
-        runner = _Runner(list(self.layers), schedule, params)
+        runner = _Runner(layers, schedule, layer_params, [list(layer.buffers()) for layer in layers], params)
 
         def done():
             self.last_stats = RunStats(forward_evaluations=runner.evaluations, peak_bytes=runner.peak,
