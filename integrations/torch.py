@@ -200,18 +200,30 @@ class _Boundary(torch.autograd.Function):
         return None, None  # never run: gradients are captured at this node's edge
 
 
-def _graph_input(x: torch.Tensor, anchor: torch.Tensor | None = None) -> torch.Tensor:
+_ZEROS: dict = {}
+
+
+def _zero(like: torch.Tensor, anchor: bool = False) -> torch.Tensor:
+    """A scalar zero of ``like``'s dtype and device, made once per process (a training step then creates none).
+
+    ``anchor``: one that requires grad, the anchor of ``_graph_input`` (no gradient ever reaches it); else
+    the one element that gradients' stand-ins broadcast (never written: a broadcast tensor refuses writes).
+    """
+    key = (like.dtype, like.device, anchor)
+    if key not in _ZEROS:
+        _ZEROS[key] = torch.zeros((), dtype=like.dtype, device=like.device, requires_grad=anchor)
+    return _ZEROS[key]
+
+
+def _graph_input(x: torch.Tensor) -> torch.Tensor:
     """x as the differentiable input of a recording that starts a segment, holding nothing itself.
 
     A leaf would be kept alive by its gradient accumulator and ``x + 0`` would copy x; this view shares x's
-    storage (bitwise x), and its gradient edge, the boundary node, saves nothing. ``anchor`` is a scalar
-    that requires grad (made here if not given; a runner shares one among its segments). No gradient
-    ever reaches it.
+    storage (bitwise x), and its gradient edge, the boundary node, saves nothing. The node hangs off a
+    scalar anchor that requires grad (one per process, see ``_zero``); no gradient ever reaches it.
     """
-    if anchor is None:
-        anchor = torch.zeros((), dtype=x.dtype, device=x.device, requires_grad=True)
     with torch.enable_grad():
-        return _Boundary.apply(anchor, x.detach())
+        return _Boundary.apply(_zero(x, anchor=True), x.detach())
 
 
 class _Timer:
@@ -292,7 +304,9 @@ def profile(model, example_input: torch.Tensor, *, repeats: int = 5, working_mem
     counts too unless held), what its backward creates
     (``backward_overhead``: the input's gradient, parameter gradients, temporaries), and the gradient of
     each activation with the parameter gradients made by then (``adjoint_bytes``), so that a plan's
-    budget covers the step's whole memory rather than only what is kept between forward and backward. Times are medians
+    budget covers the step's whole memory rather than only what is kept between forward and backward.
+    The model's output is then counted on every moment, as training code holds it through the backward,
+    and its state size is 0 (a tape that keeps it costs nothing more). Times are medians
     of ``repeats`` runs after a warm-up run (CUDA events on a GPU). Profiling leaves the model as it found it: buffers such
     as BatchNorm statistics are restored, the caller's RNG stream is untouched, no ``.grad`` is written.
 
@@ -360,8 +374,9 @@ def profile(model, example_input: torch.Tensor, *, repeats: int = 5, working_mem
                 b.copy_(v)
     if working_memory:
         # the output is the caller's, who holds it through the backward (``out = net(x); loss = f(out);
-        # loss.backward()``): a constant on every moment, so keeping it as a state costs nothing more
-        output = states[-1]
+        # loss.backward()``): a constant on every moment, so keeping it as a state costs nothing more;
+        # with it, the scalar loss and the loss's gradient (one element each)
+        output = states[-1] + (2 * x.element_size() if x.is_floating_point() else 0)
         states[-1] = 0.0
         f_over = [f + output for f in f_over]
         r_over = [r + output for r in r_over]
@@ -493,7 +508,6 @@ class _Runner:
         self.cur = 0
         self.x0_needs_grad = False
         self.output_grad = None  # the output's gradient, taken from the engine by take_output_grad
-        self.zeros: dict = {}  # scalars: segment anchors (_graph_input) and gradients' stand-ins (_grad)
 
     # storage accounting: each storage once
     def _hold(self, sizes: dict):
@@ -560,7 +574,7 @@ class _Runner:
                     # use of a parameter through the graph
                     x_in = x
                 elif i > 0 or self.x0_needs_grad:
-                    x_in = _graph_input(x, self._zero(x, anchor=True))  # a segment starts: an input that holds nothing
+                    x_in = _graph_input(x)  # a segment starts: a differentiable input that holds nothing
                 else:
                     x_in = x.detach()
                 saved = _SavedStorages(self.owned)
@@ -653,16 +667,10 @@ class _Runner:
         finally:
             handle.remove()
 
-    def _zero(self, like: torch.Tensor, anchor: bool = False) -> torch.Tensor:
-        """A scalar zero of ``like``'s dtype and device, made once per runner; ``anchor``: one that requires grad."""
-        key = (like.dtype, like.device, anchor)
-        if key not in self.zeros:
-            self.zeros[key] = torch.zeros((), dtype=like.dtype, device=like.device, requires_grad=anchor)
-        return self.zeros[key]
-
-    def _stand_in(self, grad: torch.Tensor) -> torch.Tensor:
+    @staticmethod
+    def _stand_in(grad: torch.Tensor) -> torch.Tensor:
         """Zeros shaped like ``grad`` that take no memory: one element, broadcast."""
-        return self._zero(grad).expand(grad.shape)
+        return _zero(grad).expand(grad.shape)
 
     def take_output_grad(self, grad_outputs):
         """Pre-hook on the output's node: keep the output's gradient here, hand the engine a stand-in.
