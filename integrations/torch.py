@@ -679,6 +679,8 @@ class _Runner:
         whole schedule's backward; plain autograd frees the output's gradient after the last layer's
         backward. Holding it here, the runner lets it go at the first reverse, as plain autograd does.
         """
+        if grad_outputs[0] is None:
+            return None
         self.output_grad = grad_outputs[0]
         return (self._stand_in(grad_outputs[0]),) + tuple(grad_outputs[1:])
 

@@ -300,3 +300,27 @@ def test_output_gradient_seen_by_the_caller_is_the_real_one():
         y.square().sum().backward()
         outs.append(y)
     assert torch.equal(outs[0].grad, outs[1].grad) and torch.equal(outs[1].grad, 2 * outs[1].detach())
+
+
+class _SecondHalf(nn.Module):
+    """The second half of the features: the layer's last autograd node (chunk) has two outputs."""
+
+    def forward(self, x):
+        return x.chunk(2, dim=1)[1]
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_views_and_multi_output_nodes_match_plain_autograd(strategy):
+    """Reverses start at a layer's last node through the gradient's stand-in, swapped for the real one at
+    that node's output: here the node is a view (Flatten) or has several outputs (chunk, output 1)."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 32), nn.Tanh(), nn.Unflatten(1, (4, 8)), nn.Flatten(), _SecondHalf(),
+                          nn.Linear(16, 16), nn.GELU(), _SecondHalf(), nn.Linear(8, 4)).double()
+    x = torch.randn(6, 8, dtype=torch.float64)
+    chain = profile(model, x)
+    for memory in budgets(chain, strategy):
+        plain, ours = copy.deepcopy(model), copy.deepcopy(model)
+        xp, xo = x.clone().requires_grad_(), x.clone().requires_grad_()
+        out_p, rng_p = run_plain(plain, xp, seed=1)
+        out_o, rng_o = run_plain(CheckpointedSequential(ours, memory=memory, strategy=strategy), xo, seed=1)
+        assert_same(plain, ours, xp, xo, out_p, out_o, rng_p, rng_o)
