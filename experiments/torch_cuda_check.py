@@ -26,6 +26,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import revolve  # noqa: E402
+import bench_torch  # noqa: E402  (this folder: sys.path[0] when run as a script)
 from revolve.integrations.torch import CheckpointedSequential, PeakStorages, plan, profile  # noqa: E402
 
 
@@ -43,19 +44,6 @@ def step(net, x, weight, seed):
     out = net(x)
     (out * weight).sum().backward()
     return out, torch.cuda.get_rng_state() if x.is_cuda else torch.get_rng_state()
-
-
-def allocator_peak(device, run) -> int:
-    """The CUDA allocator's peak above the start while ``run()`` runs (0 on the CPU, which has none)."""
-    if device.type != "cuda":
-        run()
-        return 0
-    torch.cuda.synchronize()
-    torch.cuda.reset_peak_memory_stats()
-    start = torch.cuda.memory_allocated()
-    run()
-    torch.cuda.synchronize()
-    return torch.cuda.max_memory_allocated() - start
 
 
 def exactness(device) -> int:
@@ -85,7 +73,7 @@ def exactness(device) -> int:
                         result["out"], result["rng"] = step(net, xo, weight, 5)
                     result["tracked"] = tracked.peak
 
-                peak = allocator_peak(device, tracked_step)
+                peak = bench_torch.allocator_peak(device, tracked_step)
                 out_o, rng_o = result["out"], result["rng"]
                 ok = torch.equal(out_p, out_o) and torch.equal(xp.grad, xo.grad) and torch.equal(rng_p, rng_o)
                 ok &= all(torch.equal(a.grad, b.grad) for a, b in zip(plain.parameters(), mine.parameters()))
@@ -111,12 +99,9 @@ def main() -> int:
     print(f"device: {torch.cuda.get_device_name(device)}, torch {torch.__version__}")
     failures = exactness(device)
     print(f"exactness: {failures} failure(s)")
-    import bench_torch
-
     bench_torch.main(["--device", "cuda", "--out", str(args.out)])
     return 1 if failures else 0
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
     sys.exit(main())

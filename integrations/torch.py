@@ -465,8 +465,8 @@ def plan(chain: Chain, *, memory: float, strategy: Strategy = "optimal", slots: 
 class RunStats:
     """One training step's execution: forward evaluations and the activation memory actually kept.
 
-    ``peak_bytes`` counts each storage once across the stored inputs and the live tapes (parameters and
-    buffers excluded); ``predicted_bytes`` is the simulator's peak for the same schedule and chain, which
+    ``peak_bytes`` counts each storage once across the stored inputs and the live tapes (parameters,
+    buffers and the caller's input excluded); ``predicted_bytes`` is the simulator's peak for the same schedule and chain, which
     includes the working memory when the chain models it (then it bounds the whole step's peak).
     """
 
