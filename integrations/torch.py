@@ -215,6 +215,30 @@ def _zero(like: torch.Tensor, anchor: bool = False) -> torch.Tensor:
     return _ZEROS[key]
 
 
+def _grad_releasing(out_edge, wrt: list, adjoint: list) -> list:
+    """``autograd.grad`` from ``out_edge`` with the gradient ``adjoint[0]``, which lives no longer than in plain autograd.
+
+    The engine keeps a call's ``grad_outputs`` until the call returns, so a reverse of several nodes would
+    hold the gradient it starts from to the end. The call gets a stand-in instead (zeros of the same shape,
+    broadcast from one element: no memory); a pre-hook on the edge's node swaps the real gradient in, taking
+    it out of ``adjoint`` (the caller keeps no other reference), and the engine frees it as soon as that
+    node has run, as it does in plain autograd.
+    """
+    index = out_edge.output_nr
+
+    def swap(grad_outputs):
+        grad_outputs = list(grad_outputs)
+        grad_outputs[index] = adjoint.pop()
+        return tuple(grad_outputs)
+
+    stand_in = _zero(adjoint[0]).expand(adjoint[0].shape)
+    handle = out_edge.node.register_prehook(swap)
+    try:
+        return list(torch.autograd.grad([out_edge], wrt, [stand_in], allow_unused=True))
+    finally:
+        handle.remove()
+
+
 def _graph_input(x: torch.Tensor) -> torch.Tensor:
     """x as the differentiable input of a recording that starts a segment, holding nothing itself.
 
@@ -263,13 +287,14 @@ def _working_memory(layer: nn.Module, x: torch.Tensor, held_by_tape: int) -> tup
 
     Measured once with ``PeakStorages``: the storages the no-grad forward creates (output, temporaries);
     those a recording creates beyond ``held_by_tape`` (what the chain charges to its tape); and, during
-    the backward, everything alive beyond ``held_by_tape``: the input's gradient, parameter gradients and
-    temporaries, less the saved tensors autograd frees as it goes.
+    the backward, everything alive beyond ``held_by_tape`` and the incoming gradient: the input's
+    gradient, parameter gradients and temporaries, less the saved tensors autograd frees as it goes. The
+    incoming gradient is counted apart (``adjoint_bytes``), but it is alive only until the layer's first
+    node has run, as in the runner: a layer of several nodes can peak after it is gone.
     """
     with torch.no_grad(), PeakStorages() as m:
         y = layer(x)
     forward = m.peak
-    grad_out = torch.ones_like(y)  # the incoming adjoint is held apart (adjoint_bytes): created outside
     del y
     x_in = _graph_input(x) if x.is_floating_point() else x.detach()
     backward = 0
@@ -280,10 +305,12 @@ def _working_memory(layer: nn.Module, x: torch.Tensor, held_by_tape: int) -> tup
         if out.requires_grad and out is not x_in:
             edge = get_gradient_edge(out)
             inputs = _grad_inputs(layer, x_in)
+            adjoint = [torch.ones_like(out)]
+            incoming = _storage_key(adjoint[0])[1]
             del out  # the runner drops the working state before a reverse
             m.peak = m.cur
-            torch.autograd.grad([edge], inputs, [grad_out], allow_unused=True)  # its results count until freed
-            backward = max(0, m.peak - held_by_tape)
+            _grad_releasing(edge, inputs, adjoint)  # its results count until freed
+            backward = max(0, m.peak - held_by_tape - incoming)
     return float(forward), float(record), float(backward)
 
 
@@ -365,6 +392,7 @@ def profile(model, example_input: torch.Tensor, *, repeats: int = 5, working_mem
                     f_over.append(fo)  # the input counts while the layer runs unless held: the simulator adds it
                     r_over.append(ro)
                     b_over.append(bo)
+                fresh_out = out_key != in_key  # the layer allocates its output (not a view of its input)
                 x = y.detach()
                 states.append(float(_storage_key(x)[1]))
                 adjoints.append(states[-1] if x.is_floating_point() else 0.0)
@@ -377,6 +405,10 @@ def profile(model, example_input: torch.Tensor, *, repeats: int = 5, working_mem
         # loss.backward()``): a constant on every moment, so keeping it as a state costs nothing more;
         # with it, the scalar loss and the loss's gradient (one element each)
         output = states[-1] + (2 * x.element_size() if x.is_floating_point() else 0)
+        if fresh_out:  # the last layer's overheads include making the output: counted by the constant now
+            f_over[-1] = max(0.0, f_over[-1] - states[-1])
+            if not holds_out[-1]:  # (a kept output is the tape's, already left out of record_overhead)
+                r_over[-1] = max(0.0, r_over[-1] - states[-1])
         states[-1] = 0.0
         f_over = [f + output for f in f_over]
         r_over = [r + output for r in r_over]
@@ -631,7 +663,9 @@ class _Runner:
             layer_params = [p for i in steps for p in self.layer_params[i] if p.requires_grad]
             wrt = ([in_edge] if in_edge is not None else []) + layer_params
             if out_edge is not None and wrt:
-                grads = self._grad(out_edge, wrt)
+                adjoint = [self.adj]
+                self.adj = None  # the call frees it after the first node, as plain autograd does
+                grads = _grad_releasing(out_edge, wrt, adjoint)
             else:
                 grads = [None] * len(wrt)
             self.adj = grads.pop(0) if in_edge is not None else None
@@ -643,35 +677,6 @@ class _Runner:
         for tape in tapes:
             self._release(tape[3])
 
-    def _grad(self, out_edge, wrt: list) -> list:
-        """``autograd.grad`` from ``out_edge`` with the adjoint ``self.adj``, which lives no longer than in plain autograd.
-
-        The engine keeps a call's ``grad_outputs`` until the call returns, so a reverse of several steps
-        would hold the adjoint it starts from to the end. The call gets a stand-in instead (zeros of the
-        same shape, broadcast from one element: no memory); a pre-hook on the edge's node swaps the real
-        adjoint in, and the engine frees it as soon as that node has run, as it does in plain autograd.
-        """
-        real = [self.adj]
-        self.adj = None
-        index = out_edge.output_nr
-
-        def swap(grad_outputs):
-            grad_outputs = list(grad_outputs)
-            grad_outputs[index] = real.pop()
-            return tuple(grad_outputs)
-
-        stand_in = self._stand_in(real[0])
-        handle = out_edge.node.register_prehook(swap)
-        try:
-            return list(torch.autograd.grad([out_edge], wrt, [stand_in], allow_unused=True))
-        finally:
-            handle.remove()
-
-    @staticmethod
-    def _stand_in(grad: torch.Tensor) -> torch.Tensor:
-        """Zeros shaped like ``grad`` that take no memory: one element, broadcast."""
-        return _zero(grad).expand(grad.shape)
-
     def take_output_grad(self, grad_outputs):
         """Pre-hook on the output's node: keep the output's gradient here, hand the engine a stand-in.
 
@@ -682,7 +687,7 @@ class _Runner:
         if grad_outputs[0] is None:
             return None
         self.output_grad = grad_outputs[0]
-        return (self._stand_in(grad_outputs[0]),) + tuple(grad_outputs[1:])
+        return (_zero(grad_outputs[0]).expand(grad_outputs[0].shape),) + tuple(grad_outputs[1:])
 
     def _joins(self, i: int) -> bool:
         """Whether Reverse(i - 1) can join the reverse of step i (both taped in one graph, no identity)."""
