@@ -215,6 +215,11 @@ def _zero(like: torch.Tensor, anchor: bool = False) -> torch.Tensor:
     return _ZEROS[key]
 
 
+def _stand_in(grad: torch.Tensor) -> torch.Tensor:
+    """Zeros shaped like ``grad`` that take no memory: the one-element ``_zero``, broadcast."""
+    return _zero(grad).expand(grad.shape)
+
+
 def _grad_releasing(out_edge, wrt: list, adjoint: list) -> list:
     """``autograd.grad`` from ``out_edge`` with the gradient ``adjoint[0]``, which lives no longer than in plain autograd.
 
@@ -231,7 +236,7 @@ def _grad_releasing(out_edge, wrt: list, adjoint: list) -> list:
         grad_outputs[index] = adjoint.pop()
         return tuple(grad_outputs)
 
-    stand_in = _zero(adjoint[0]).expand(adjoint[0].shape)
+    stand_in = _stand_in(adjoint[0])
     handle = out_edge.node.register_prehook(swap)
     try:
         return list(torch.autograd.grad([out_edge], wrt, [stand_in], allow_unused=True))
@@ -687,7 +692,7 @@ class _Runner:
         if grad_outputs[0] is None:
             return None
         self.output_grad = grad_outputs[0]
-        return (_zero(grad_outputs[0]).expand(grad_outputs[0].shape),) + tuple(grad_outputs[1:])
+        return (_stand_in(grad_outputs[0]),) + tuple(grad_outputs[1:])
 
     def _joins(self, i: int) -> bool:
         """Whether Reverse(i - 1) can join the reverse of step i (both taped in one graph, no identity)."""

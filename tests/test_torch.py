@@ -8,7 +8,7 @@ from torch import nn
 
 import revolve
 from revolve import InfeasibleBudget
-from revolve.integrations.torch import CheckpointedSequential, checkpoint_sequential, plan, profile
+from revolve.integrations.torch import CheckpointedSequential, PeakStorages, checkpoint_sequential, plan, profile
 
 STRATEGIES = ["optimal", "binomial", "periodic", "store_all"]
 
@@ -46,6 +46,21 @@ def assert_same(plain, ours, x_plain, x_ours, out_p, out_o, rng_p, rng_o):
     for a, b in zip(plain.buffers(), ours.buffers()):
         assert torch.equal(a, b)
     assert torch.equal(rng_p, rng_o)
+
+
+def measured_step(run, model, x, weight) -> int:
+    """Peak bytes of the storages one training step creates (PeakStorages), parameter gradients freed first.
+
+    The output is held through the backward, as training code holds it; the loss (out * weight).sum()
+    creates only the output's gradient.
+    """
+    for p in model.parameters():
+        p.grad = None
+    with PeakStorages() as measured:
+        out = run(x)
+        (out * weight).sum().backward()
+    del out
+    return measured.peak
 
 
 def budgets(chain, strategy):
@@ -220,8 +235,6 @@ def test_profile_counts_saved_states_once_and_measures_working_memory():
 def test_whole_step_peak_within_budget(strategy):
     """The budget covers the step's whole memory, measured as every tensor storage the step creates
     (forward, loss, backward, parameter gradients)."""
-    from revolve.integrations.torch import PeakStorages
-
     torch.manual_seed(0)
     deep = nn.Sequential(*[m for _ in range(6) for m in (nn.Linear(32, 32), nn.Tanh())])
     for base, x in ((mixed(torch.float32), torch.randn(64, 8)), (deep, torch.randn(128, 32))):
@@ -230,13 +243,8 @@ def test_whole_step_peak_within_budget(strategy):
         for memory in budgets(chain, strategy):
             net = CheckpointedSequential(base, memory=memory, strategy=strategy)
             net(x).backward(weight)  # plans; the measured step below runs the cached plan
-            for p in base.parameters():
-                p.grad = None
-            with PeakStorages() as measured:
-                out = net(x)  # held through the backward, as training code does
-                (out * weight).sum().backward()  # a loss whose backward creates only the output's gradient
-            del out
-            assert measured.peak <= memory, (strategy, memory, measured.peak)
+            peak = measured_step(net, base, x, weight)
+            assert peak <= memory, (strategy, memory, peak)
             assert net.last_stats.peak_bytes <= net.last_stats.predicted_bytes <= memory
 
 
@@ -267,23 +275,13 @@ def test_gradients_live_no_longer_than_in_plain_autograd():
     storage the step creates: the output's gradient is freed after the last layer's backward, and a
     multi-step reverse does not hold the gradient it starts from, though the engine keeps a call's inputs.
     The output is the widest activation here, so holding its gradient longer would show."""
-    from revolve.integrations.torch import PeakStorages
-
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(8, 256), nn.Tanh(), nn.Linear(256, 256), nn.Tanh(), nn.Linear(256, 512))
     x = torch.randn(64, 8)
     weight = torch.randn(64, 512)
     net = CheckpointedSequential(model, memory="1GiB", strategy="store_all")
     net(x).backward(weight)  # plans
-    peaks = []
-    for run in (model, net):
-        for p in model.parameters():
-            p.grad = None
-        with PeakStorages() as measured:
-            out = run(x)
-            (out * weight).sum().backward()
-        del out
-        peaks.append(measured.peak)
+    peaks = [measured_step(run, model, x, weight) for run in (model, net)]
     assert peaks[1] == peaks[0]  # the stand-ins broadcast one element made once per process, before this step
     assert net.last_stats.predicted_bytes == peaks[1]  # the output, held by the caller, is in the plan
 
@@ -330,8 +328,6 @@ def test_prediction_is_exact_for_blocks_of_several_nodes():
     """A transformer block's backward peaks after its incoming gradient is freed (the runner frees it at the
     block's first node); profile measures it so, and the plan predicts the measured whole-step peak to the
     byte (the oracle: PeakStorages on the real step, the output held as training code holds it)."""
-    from revolve.integrations.torch import PeakStorages
-
     torch.manual_seed(0)
     model = nn.Sequential(*[nn.TransformerEncoderLayer(16, 2, 32, dropout=0.0, batch_first=True) for _ in range(3)])
     x = torch.randn(2, 8, 16)
@@ -340,15 +336,10 @@ def test_prediction_is_exact_for_blocks_of_several_nodes():
     for memory in budgets(chain, "optimal"):
         net = CheckpointedSequential(model, memory=memory)
         net(x).backward(weight)  # plans
-        for p in model.parameters():
-            p.grad = None
-        with PeakStorages() as measured:
-            out = net(x)
-            (out * weight).sum().backward()
-        del out
+        peak = measured_step(net, model, x, weight)
         predicted = net.last_stats.predicted_bytes
-        assert measured.peak <= predicted <= memory, (memory, measured.peak)
+        assert peak <= predicted <= memory, (memory, peak)
         # the first sweep is counted with the output and its gradient, which do not exist yet then: a plan
         # whose peak lies there is conservative by those; store-all peaks in the backward, exactly
-        assert predicted - measured.peak <= 2 * chain.values("adjoint_bytes")[-1], (memory, measured.peak)
-    assert measured.peak == predicted  # the last budget is store-all's
+        assert predicted - peak <= 2 * chain.values("adjoint_bytes")[-1], (memory, peak)
+    assert peak == predicted  # the last budget is store-all's
