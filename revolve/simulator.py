@@ -14,7 +14,7 @@ from .chain import Chain
 from .errors import ScheduleError
 from .schedule import Schedule
 
-__all__ = ["simulate", "SimulationStats"]
+__all__ = ["simulate", "SimulationStats", "closed_form_stats"]
 
 
 @dataclass(frozen=True)
@@ -23,13 +23,13 @@ class SimulationStats:
 
     Attributes:
         n_steps: steps in the schedule.
-        actions: number of actions.
+        actions: number of actions (None in ``closed_form_stats`` where no closed form is known).
         advances: steps evaluated without taping (``Advance(a, b)`` counts b - a).
         records: steps evaluated with taping (n for a valid schedule).
         forward_evaluations: advances + records.
         recomputation_ratio: forward_evaluations / n_steps (1.0 means no step is evaluated twice).
-        snapshot_writes: number of ``Snapshot`` actions.
-        restores: number of ``Restore`` actions.
+        snapshot_writes: number of ``Snapshot`` actions (None where ``closed_form_stats`` knows no closed form).
+        restores: number of ``Restore`` actions (likewise).
         peak_snapshots: most states stored at once.
         peak_tapes: most tapes live at once.
         peak_snapshots_by_storage: storage level -> most states stored there at once.
@@ -43,13 +43,13 @@ class SimulationStats:
     """
 
     n_steps: int
-    actions: int
+    actions: int | None
     advances: int
     records: int
     forward_evaluations: int
     recomputation_ratio: float
-    snapshot_writes: int
-    restores: int
+    snapshot_writes: int | None
+    restores: int | None
     peak_snapshots: int
     peak_tapes: int
     peak_snapshots_by_storage: dict = field(default_factory=dict)
@@ -68,6 +68,7 @@ class SimulationStats:
             ("peak snapshots", f"{self.peak_snapshots:,}"),
             ("peak live tapes", f"{self.peak_tapes:,}"),
         ]
+        rows = [(k, v) for k, v in rows if v != "None"]  # counts closed_form_stats does not know
         if len(self.peak_snapshots_by_storage) > 1:
             for level, k in sorted(self.peak_snapshots_by_storage.items()):
                 rows.append((f"peak snapshots in {level}", f"{k:,}"))
@@ -85,6 +86,48 @@ def _stored_list(stored: dict) -> str:
     keys = sorted(stored)
     shown = ", ".join(map(str, keys[:8])) + (", ..." if len(keys) > 8 else "")
     return f"[{shown}]"
+
+
+def closed_form_stats(schedule: Schedule) -> SimulationStats | None:
+    """A planner schedule's stats from closed forms, without replaying it; None for other kinds.
+
+    Known for ``binomial`` (advances t(n, s) of Griewank & Walther 2000, eq. (2); peak snapshots
+    min(s, max(n - 1, 1)); one live tape; actions, snapshot writes and restores are None), ``store_all``
+    and ``periodic`` (every count). O(log n) time and O(1) memory, so n = 10^12 answers at once; the
+    tests check every field against ``simulate`` on a sweep of small n.
+
+    Example:
+        >>> from revolve import binomial
+        >>> closed_form_stats(binomial(10**12, snapshots=20)).forward_evaluations
+        22987383599920
+    """
+    if not isinstance(schedule, Schedule):
+        raise TypeError(f"revolve.closed_form_stats: schedule must be a revolve.Schedule, got {type(schedule).__name__}")
+    n, kind, params = schedule.n_steps, schedule.kind, schedule.params
+    if kind == "binomial" and set(params) == {"snapshots"}:
+        from .binomial import binomial_cost
+
+        s = params["snapshots"]
+        adv = binomial_cost(n, snapshots=s)
+        counts = dict(actions=None, advances=adv, snapshot_writes=None, restores=None,
+                      peak_snapshots=min(s, max(n - 1, 1)), peak_tapes=1, levels={"ram": min(s, max(n - 1, 1))})
+    elif kind == "store_all" and not params:
+        counts = dict(actions=2 * n, advances=0, snapshot_writes=0, restores=0, peak_snapshots=0, peak_tapes=n, levels={})
+    elif kind == "periodic" and set(params) == {"every"}:
+        k = params["every"]
+        m = (n - 1) // k  # stored segment inputs
+        last = n - m * k  # length of the last segment, recorded directly
+        counts = dict(actions=2 * m + 2 * last + m * (2 * k + 2), advances=m * k, snapshot_writes=m, restores=m,
+                      peak_snapshots=m, peak_tapes=max(last, k if m else 0), levels={"ram": m} if m else {})
+    else:
+        return None
+    evals = counts["advances"] + n
+    return SimulationStats(
+        n_steps=n, actions=counts["actions"], advances=counts["advances"], records=n, forward_evaluations=evals,
+        recomputation_ratio=evals / n, snapshot_writes=counts["snapshot_writes"], restores=counts["restores"],
+        peak_snapshots=counts["peak_snapshots"], peak_tapes=counts["peak_tapes"],
+        peak_snapshots_by_storage=counts["levels"],
+    )
 
 
 def simulate(schedule: Schedule | Iterable, chain: Chain | None = None, *, n_steps: int | None = None) -> SimulationStats:
@@ -121,8 +164,10 @@ def simulate(schedule: Schedule | Iterable, chain: Chain | None = None, *, n_ste
             raise ValueError(f"{where}: the chain has n_steps={chain.n_steps} but the schedule has n_steps={n}")
         F = [0.0, *accumulate(chain.values("forward_cost").tolist())]  # prefix sums: cost of steps a..b-1
         B = chain.values("backward_cost").tolist()
-        S = chain.values("state_bytes").tolist()
-        T = chain.values("tape_bytes").tolist()
+        # sizes as exact integers over one denominator (NOTE [ Exact sizes ] in revolve.chain): no float drift
+        exact, den = chain.exact_sizes()
+        S = exact["state_bytes"]
+        T = exact["tape_bytes"]
     # states shared with tapes (NOTE [ Schedule invariants ] 8): count holders per state, bytes once
     shared = chain is not None and chain.has_shared_states
     if shared:
@@ -132,22 +177,22 @@ def simulate(schedule: Schedule | Iterable, chain: Chain | None = None, *, n_ste
     # working memory (Chain.forward_overhead / backward_overhead / adjoint_bytes): a moment's peaks
     working = chain is not None and chain.has_overheads
     if working:
-        FO = chain.values("forward_overhead").tolist()
-        RO = chain.values("record_overhead").tolist()
-        BO = chain.values("backward_overhead").tolist()
-        A = chain.values("adjoint_bytes").tolist()
+        FO = exact["forward_overhead"]
+        RO = exact["record_overhead"]
+        BO = exact["backward_overhead"]
+        A = exact["adjoint_bytes"]
     cur = 0  # working state index; -1 when unknown
     adj = n  # the adjoint of x_adj is known; the next reverse must be step adj - 1
     stored: dict[int, str] = {}
     tapes: set[int] = set()
     per_level: dict[str, int] = {}
     peak_level: dict[str, int] = {}
-    bytes_level: dict[str, float] = {}
-    peak_bytes_level: dict[str, float] = {}
+    bytes_level: dict[str, int] = {}
+    peak_bytes_level: dict[str, int] = {}
     advances = records = writes = restores = 0
     peak_snap = peak_tape = 0
     time = 0.0
-    mem = peak_mem = tape_mem = peak_tape_mem = 0.0
+    mem = peak_mem = tape_mem = peak_tape_mem = 0
     has_chain = chain is not None
     if working:
         mem = peak_mem = A[n]  # the output's adjoint is held throughout (the output during the first sweep)
@@ -165,7 +210,7 @@ def simulate(schedule: Schedule | Iterable, chain: Chain | None = None, *, n_ste
                 time += F[b] - F[a]
                 if working:
                     # each step runs with its input alive: counted unless it is held (stored or kept by a tape)
-                    extra = max((0.0 if (l in stored or (shared and holders[l])) else S[l]) + FO[l] for l in range(a, b))
+                    extra = max((0 if (l in stored or (shared and holders[l])) else S[l]) + FO[l] for l in range(a, b))
                     if mem + extra > peak_mem:
                         peak_mem = mem + extra
             cur = b
@@ -192,7 +237,7 @@ def simulate(schedule: Schedule | Iterable, chain: Chain | None = None, *, n_ste
                         if holders[j] == 1:
                             mem += S[j]
                 if working:
-                    extra = (0.0 if (i in stored or (shared and holders[i])) else S[i]) + RO[i]
+                    extra = (0 if (i in stored or (shared and holders[i])) else S[i]) + RO[i]
                     if mem + extra > peak_mem:
                         peak_mem = mem + extra
                 elif mem > peak_mem:
@@ -252,9 +297,9 @@ def simulate(schedule: Schedule | Iterable, chain: Chain | None = None, *, n_ste
                         mem += S[i]
                 if mem > peak_mem:
                     peak_mem = mem
-                bl = bytes_level.get(level, 0.0) + S[i]
+                bl = bytes_level.get(level, 0) + S[i]
                 bytes_level[level] = bl
-                if bl > peak_bytes_level.get(level, 0.0):
+                if bl > peak_bytes_level.get(level, 0):
                     peak_bytes_level[level] = bl
         elif cls is Discard:
             i = act.index
@@ -277,8 +322,8 @@ def simulate(schedule: Schedule | Iterable, chain: Chain | None = None, *, n_ste
     evals = advances + records
     peak_bytes = None
     if has_chain:
-        peak_bytes = dict(peak_bytes_level)
-        peak_bytes["tape"] = peak_tape_mem
+        peak_bytes = {level: b / den for level, b in peak_bytes_level.items()}  # one rounding each
+        peak_bytes["tape"] = peak_tape_mem / den
     return SimulationStats(
         n_steps=n,
         actions=k + 1,
@@ -292,7 +337,7 @@ def simulate(schedule: Schedule | Iterable, chain: Chain | None = None, *, n_ste
         peak_tapes=peak_tape,
         peak_snapshots_by_storage=dict(peak_level),
         time=time if has_chain else None,
-        peak_memory=peak_mem if has_chain else None,
+        peak_memory=peak_mem / den if has_chain else None,
         peak_bytes_by_storage=peak_bytes,
     )
 

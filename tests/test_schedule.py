@@ -43,7 +43,12 @@ def test_save_and_load(tmp_path):
     path = tmp_path / "s.json"
     sched.save(path)
     doc = json.loads(path.read_text())
-    assert doc["format"] == "revolve-schedule" and doc["version"] == 1 and doc["n_steps"] == 500
+    assert doc["format"] == "revolve-schedule" and doc["version"] == 2 and doc["n_steps"] == 500
+    assert doc["kind"] == "binomial" and doc["params"] == {"snapshots": 7} and "actions" not in doc
+    assert list(Schedule.load(path)) == list(sched)
+    sched.save(path, expand=True)  # the action list, the format for hand-made schedules
+    doc = json.loads(path.read_text())
+    assert doc["version"] == 1 and len(doc["actions"]) == len(list(sched))
     assert list(Schedule.load(path)) == list(sched)
     assert [p.name for p in tmp_path.iterdir()] == ["s.json"]  # no temporary left
 
@@ -64,7 +69,7 @@ def test_save_failure_leaves_nothing(tmp_path):
         ("{not json", "not valid JSON"),
         ("[]", "must be a JSON object"),
         ({"format": "other", "version": 1, "n_steps": 1, "actions": []}, "'format' must be 'revolve-schedule'"),
-        ({"format": "revolve-schedule", "version": 2, "n_steps": 1, "actions": []}, "unsupported version 2"),
+        ({"format": "revolve-schedule", "version": 3, "n_steps": 1, "actions": []}, "unsupported version 3"),
         ({"format": "revolve-schedule", "version": 1, "n_steps": 0, "actions": []}, "'n_steps' must be an integer >= 1"),
         ({"format": "revolve-schedule", "version": 1, "n_steps": True, "actions": []}, "'n_steps' must be an integer"),
         ({"format": "revolve-schedule", "version": 1, "n_steps": 1, "actions": {}}, "'actions' must be a list"),
