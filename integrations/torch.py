@@ -145,6 +145,33 @@ class PeakStorages(TorchDispatchMode):
         return out
 
 
+def _autocast_state(device: torch.device) -> tuple:
+    """The ambient autocast state, as torch.utils.checkpoint captures it: per device kind (the input's, and
+    the CPU) whether it is enabled and its dtype, then the cache flag. Hashable: plans are cached on it."""
+    kinds = [device.type] if device.type != "cpu" and torch.amp.is_autocast_available(device.type) else []
+    kinds.append("cpu")
+    return tuple((k, torch.is_autocast_enabled(k), torch.get_autocast_dtype(k)) for k in kinds) + (
+        torch.is_autocast_cache_enabled(),)
+
+
+def _autocast_on(state: tuple) -> bool:
+    """Whether autocast is enabled for any device kind in ``state`` (from ``_autocast_state``)."""
+    return any(enabled for _, enabled, _ in state[:-1])
+
+
+@contextlib.contextmanager
+def _reenter_autocast(state: tuple):
+    """Re-enter the autocast state the forward ran under (``_autocast_state``), as torch.utils.checkpoint does.
+
+    The backward runs under whatever autocast state surrounds the ``backward()`` call, not the forward's: a
+    recomputation outside it would compute in another precision (wrong gradients, or a dtype error).
+    """
+    with contextlib.ExitStack() as stack:
+        for kind, enabled, dtype in state[:-1]:
+            stack.enter_context(torch.autocast(kind, dtype=dtype, enabled=enabled, cache_enabled=state[-1]))
+        yield
+
+
 def _rng_devices(x: torch.Tensor):
     return [x.device] if x.device.type == "cuda" else []
 
@@ -442,12 +469,13 @@ def _check_input(layers, x, where, layer_params=None):
     """x must be a tensor on the parameters' device, of their dtype (``layer_params``: each layer's, if listed)."""
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{where}: the input must be a torch.Tensor, got {type(x).__name__}")
+    autocast = _autocast_on(_autocast_state(x.device))  # under autocast, activations have autocast's dtype
     for ps in layer_params if layer_params is not None else (m.parameters() for m in layers):
         for p in ps:
             if p.device != x.device:
                 raise ValueError(f"{where}: the input is on {x.device} but the model's parameters are on {p.device}; "
                                  f"move one of them (model.to(x.device))")
-            if p.is_floating_point() and x.is_floating_point() and p.dtype != x.dtype:
+            if p.is_floating_point() and x.is_floating_point() and p.dtype != x.dtype and not autocast:
                 raise ValueError(f"{where}: the input has dtype {x.dtype} but the model's parameters have {p.dtype}; "
                                  f"cast one of them (x.to({p.dtype}))")
             break
@@ -646,6 +674,7 @@ class _Runner:
 
     def forward(self, x: torch.Tensor, x0_needs_grad: bool) -> torch.Tensor:
         self.x0_needs_grad = x0_needs_grad
+        self.autocast = _autocast_state(x.device)  # re-entered by the backward's recomputations
         self.owned = self.owned | {_storage_key(x)[0]}  # the caller's input: not the plan's memory (x_0 costs 0)
         self.x, self.reached = x.detach(), False
         for action in self.actions:
@@ -670,7 +699,8 @@ class _Runner:
             if out_edge is not None and wrt:
                 adjoint = [self.adj]
                 self.adj = None  # the call frees it after the first node, as plain autograd does
-                grads = _grad_releasing(out_edge, wrt, adjoint)
+                with _reenter_autocast(self.backward_autocast):
+                    grads = _grad_releasing(out_edge, wrt, adjoint)
             else:
                 grads = [None] * len(wrt)
             self.adj = grads.pop(0) if in_edge is not None else None
@@ -704,7 +734,10 @@ class _Runner:
         self.output_grad = grad_out = None
         self.param_grads: list = [None] * len(self.params)
         group: list[int] = []  # consecutive reverses of one graph, run together
-        with torch.enable_grad():
+        # recomputations run under the forward's autocast state, reverses under the caller's (plain autograd
+        # runs backward kernels under the state around ``backward()``)
+        self.backward_autocast = _autocast_state(self.adj.device)
+        with torch.enable_grad(), _reenter_autocast(self.autocast):
             for action in self.actions:
                 if isinstance(action, Reverse):
                     if group and action.step == group[-1] - 1 and self._joins(group[-1]):
@@ -794,8 +827,8 @@ class CheckpointedSequential(nn.Module):
         return schedule, chain
 
     def _plan_entry(self, x: torch.Tensor) -> tuple[Schedule, Chain, float]:
-        """Schedule, chain and predicted peak bytes, planned once per shape, dtype, device and mode."""
-        key = (tuple(x.shape), x.dtype, x.device, self.training)
+        """Schedule, chain and predicted peak bytes, planned once per shape, dtype, device, mode and autocast state."""
+        key = (tuple(x.shape), x.dtype, x.device, self.training, _autocast_state(x.device))
         if key not in self._plans:
             chain = profile(list(self.layers), x, working_memory=self.working_memory)
             schedule = plan(chain, memory=self.memory, strategy=self.strategy, slots=self.slots)

@@ -1,0 +1,136 @@
+"""The PyTorch adapter where real training code differs from a plain nn.Sequential call: autocast, tensors
+reached outside a layer's own parameters, double backward and retained graphs. The oracle is plain autograd
+on a deep copy of the same model, compared bitwise (torch.equal)."""
+
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import revolve
+from revolve.integrations.torch import CheckpointedSequential, profile
+
+STRATEGIES = ["optimal", "binomial", "periodic", "store_all"]
+
+
+
+
+class BasicBlock(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.c1, self.b1 = nn.Conv2d(c, c, 3, padding=1, bias=False), nn.BatchNorm2d(c)
+        self.c2, self.b2 = nn.Conv2d(c, c, 3, padding=1, bias=False), nn.BatchNorm2d(c)
+
+    def forward(self, x):
+        return F.relu(x + self.b2(self.c2(F.relu(self.b1(self.c1(x))))))
+
+
+def resnet_like(c=8, blocks=4, classes=5):
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Sequential(nn.Conv2d(3, c, 3, padding=1, bias=False), nn.BatchNorm2d(c), nn.ReLU()),
+                         *[BasicBlock(c) for _ in range(blocks)],
+                         nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c, classes)))
+
+
+class GPTBlock(nn.Module):
+    def __init__(self, d, heads, p=0.1):
+        super().__init__()
+        self.ln1, self.ln2 = nn.LayerNorm(d), nn.LayerNorm(d)
+        self.qkv, self.proj = nn.Linear(d, 3 * d), nn.Linear(d, d)
+        self.mlp = nn.Sequential(nn.Linear(d, 4 * d), nn.GELU(), nn.Linear(4 * d, d), nn.Dropout(p))
+        self.heads, self.drop = heads, nn.Dropout(p)
+
+    def forward(self, x):
+        B, T, C = x.shape
+        q, k, v = self.qkv(self.ln1(x)).split(C, dim=2)
+        q, k, v = (t.view(B, T, self.heads, C // self.heads).transpose(1, 2) for t in (q, k, v))
+        att = (q @ k.transpose(-2, -1)) / (C // self.heads) ** 0.5
+        att = att.masked_fill(torch.ones(T, T, dtype=torch.bool, device=x.device).triu(1), float("-inf"))
+        y = (self.drop(att.softmax(-1)) @ v).transpose(1, 2).reshape(B, T, C)
+        x = x + self.proj(y)
+        return x + self.mlp(self.ln2(x))
+
+
+def gpt_like(d=32, heads=4, layers=4):
+    torch.manual_seed(0)
+    return nn.Sequential(*[GPTBlock(d, heads) for _ in range(layers)], nn.LayerNorm(d), nn.Linear(d, 11))
+
+
+def recomputing_budgets(chain, strategy):
+    """Budgets from the smallest feasible one to a third of the way to store-all's (plans that recompute)."""
+    top = revolve.simulate(revolve.store_all(chain.n_steps), chain).peak_memory
+    low = revolve.min_memory(chain) if strategy == "optimal" else None
+    if low is None:
+        try:
+            revolve.integrations.torch.plan(chain, memory=1.0, strategy=strategy)
+            low = 1.0
+        except revolve.InfeasibleBudget as e:
+            low = e.minimum
+    return sorted({low, low + (top - low) / 3})
+
+
+def step(model, x, seed, *, autocast):
+    """One training step under ``torch.autocast("cpu", bfloat16)`` (or not): forward, a float32 loss, backward."""
+    torch.manual_seed(seed)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        out = model(x)
+    out.float().square().sum().backward()
+    return out
+
+
+def assert_grads_equal(plain, ours):
+    for (name, a), b in zip(plain.named_parameters(), ours.parameters()):
+        assert b.grad is not None, name
+        assert torch.equal(a.grad, b.grad), (name, (a.grad - b.grad).abs().max())
+    for a, b in zip(plain.buffers(), ours.buffers()):
+        assert torch.equal(a, b)
+
+
+# ---- autocast --------------------------------------------------------------------------------------------
+
+MODELS = {"resnet": (resnet_like, lambda: torch.randn(4, 3, 12, 12)), "gpt": (gpt_like, lambda: torch.randn(3, 10, 32))}
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_autocast_bf16_with_recomputation_is_bitwise_plain(name, strategy):
+    build, make_x = MODELS[name]
+    base = build()
+    x = make_x().requires_grad_()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        chain = profile(base, x)
+    budgets = recomputing_budgets(chain, strategy) if strategy != "store_all" else [float(2**40)]
+    for k, memory in enumerate(budgets):
+        plain, ours = copy.deepcopy(base), copy.deepcopy(base)
+        xp, xo = x.detach().clone().requires_grad_(), x.detach().clone().requires_grad_()
+        out_p = step(plain, xp, 5 + k, autocast=True)
+        net = CheckpointedSequential(ours, memory=memory, strategy=strategy)
+        out_o = step(net, xo, 5 + k, autocast=True)
+        assert out_o.dtype == torch.bfloat16 and torch.equal(out_p, out_o)
+        assert torch.equal(xp.grad, xo.grad)
+        assert_grads_equal(plain, ours)
+        if strategy != "store_all":
+            assert net.last_stats.forward_evaluations > chain.n_steps  # the plan recomputed
+
+
+def test_plans_are_cached_per_autocast_state_and_backward_ignores_the_callers():
+    """A float32 step after a bf16 step plans again (the profile's sizes differ) and is bitwise plain float32;
+    a backward called inside an autocast region re-enters the forward's state (here: autocast off)."""
+    base = gpt_like()
+    x = torch.randn(3, 10, 32)
+    chain = profile(base, x)
+    net_model, plain = copy.deepcopy(base), copy.deepcopy(base)
+    net = CheckpointedSequential(net_model, memory=revolve.min_memory(chain))
+    step(net, x, 1, autocast=True)
+    for m in (net_model, plain):
+        m.zero_grad(set_to_none=True)
+    for model in (plain, net):
+        torch.manual_seed(2)
+        out = model(x)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out.square().sum().backward()
+    assert len(net._plans) == 2
+    assert net.last_stats.forward_evaluations > chain.n_steps
+    assert_grads_equal(plain, net_model)
