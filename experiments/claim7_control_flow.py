@@ -22,7 +22,7 @@ from revolve import ad
 def newton_sqrt(a):
     x = a * 0.0 + 1.0
     iterations = 0
-    while float(ad.sum(ad.abs(x * x - a))) > 1e-12 * float(ad.sum(a)):
+    while float(ad.stop_gradient(ad.sum(ad.abs(x * x - a)))) > 1e-12 * float(ad.stop_gradient(ad.sum(a))):
         x = 0.5 * (x + a / x)
         iterations += 1
     newton_sqrt.iterations = iterations

@@ -20,6 +20,7 @@ from . import ad
 from ._check import check_int, check_real
 from .actions import Advance, Discard, Record, Restore, Reverse, Snapshot
 from .ad import tree_flatten, tree_unflatten
+from .ad.transforms import _vjp as ad_vjp
 from .baselines import periodic, store_all
 from .binomial import binomial, binomial_cost
 from .chain import Chain
@@ -111,12 +112,30 @@ class StepMeasurement:
 
 
 def _record(step, x, params, i):
-    """Run step i recording its tape; return (x_{i+1}, pullback)."""
+    """Run step i recording its tape; return (x_{i+1}, pullback).
+
+    The executor hands the tape the arrays of x: nobody else holds them afterwards (the working state moves
+    on to x_{i+1}; snapshots are copies), so the engine keeps them read-only without copying them; the
+    tape keeps read-only views of the parameters, which stay the caller's (NOTE [ Arrays a tape keeps ]).
+    """
     if params is None:
-        y, pull = ad.vjp(lambda xx: step(xx, None, i), x)
-    else:
-        y, pull = ad.vjp(lambda xx, pp: step(xx, pp, i), x, params)
-    return y, pull
+        return ad_vjp(lambda xx: step(xx, None, i), (x,), ("own",))
+    return ad_vjp(lambda xx, pp: step(xx, pp, i), (x, params), ("own", "view"))
+
+
+def _private_copy(x):
+    """x with fresh arrays of the caller's dtypes: the executor's own, which a step may change in place."""
+    leaves, tree = tree_flatten(x)
+    return tree_unflatten(tree, [np.array(v, copy=True) for v in leaves])
+
+
+def _writeable(x):
+    """x ready for a step that may update its input in place: read-only arrays (a snapshot, arrays a tape
+    keeps) are replaced by copies, the others are the executor's own already."""
+    leaves, tree = tree_flatten(x)
+    if all(not isinstance(v, np.ndarray) or v.flags.writeable for v in leaves):
+        return x
+    return tree_unflatten(tree, [v.copy() if isinstance(v, np.ndarray) and not v.flags.writeable else v for v in leaves])
 
 
 def _tape_bytes(pull, params) -> int:
@@ -130,16 +149,40 @@ def _tape_bytes(pull, params) -> int:
 
 
 def measure_step(step: Callable, x0, params=None, *, index: int = 0) -> StepMeasurement:
-    """Measure one step's state size, tape size, forward time and record + reverse time with the engine."""
+    """Measure one step's state size, tape size, forward time and record + reverse time with the engine.
+
+    The step runs on a copy of x0 (twice: plain, then recorded and reversed), so an in-place step leaves
+    the caller's x0 as it was.
+    """
     t = time.perf_counter()
-    step(x0, params, index)
+    step(_private_copy(x0), params, index)
     forward = time.perf_counter() - t
     t = time.perf_counter()
-    y2, pull = _record(step, x0, params, index)
+    y2, pull = _record(step, _private_copy(x0), params, index)
     pull(tree_unflatten(tree_flatten(y2)[1], [np.ones_like(np.asarray(v)) for v in tree_flatten(y2)[0]]))
     backward = max(time.perf_counter() - t - forward, 0.0)
     return StepMeasurement(state_bytes=state_nbytes(x0), tape_bytes=_tape_bytes(pull, params),
                            forward_time=max(forward, 1e-9), backward_time=max(backward, 1e-9))
+
+
+def _measure_first_record(step, x0, params):
+    """Record step 0 from x0 and measure it: ``(measurement, x_1, pullback)``.
+
+    This recording is the run's first evaluation of step 0, not an extra one: the executor uses x_1 for the
+    schedule's first advance from x_0, or the pullback for its ``Record(0)``, so the step is called exactly
+    as often as the schedule says. Both times are that one recording's (the plans for identical steps
+    depend on the sizes only; the run's stats report the measured times).
+    """
+    t = time.perf_counter()
+    try:
+        y, pull = _record(step, x0, params, 0)
+    except Exception as e:
+        _note(e, "revolve.gradient: raised in step 0 (recording it from x_0 to measure its tape)")
+        raise
+    elapsed = max(time.perf_counter() - t, 1e-9)
+    m = StepMeasurement(state_bytes=state_nbytes(x0), tape_bytes=_tape_bytes(pull, params),
+                        forward_time=elapsed, backward_time=elapsed)
+    return m, y, pull
 
 
 def plan_for_memory(measure: StepMeasurement, n_steps: int, memory: float) -> Schedule:
@@ -295,7 +338,15 @@ def gradient(
         if np.asarray(leaf).dtype.kind not in "fc":
             raise TypeError(f"{where}: x0 must hold floating point arrays, got dtype {np.asarray(leaf).dtype}")
 
-    measure = measure_step(step, x0, params)
+    # NOTE [ The caller's x0 and in-place steps ]: the executor works on its own copy of x0, gives a step a
+    # writeable array of its own before each advance (snapshots and arrays a tape keeps are read-only), and
+    # stores snapshots as copies, so a step that updates its input in place gets the exact gradient and
+    # the caller's x0 is never changed.
+    x_start = _private_copy(x0)
+    measure, first_y, first_pull = _measure_first_record(step, x_start, params)
+    t_first = measure.forward_time
+    if check_finite:
+        _check_finite(first_y, 0)
     chain = measure.chain(n)
     if schedule is not None:
         if not isinstance(schedule, Schedule):
@@ -331,7 +382,7 @@ def gradient(
     grad_params = None
     value = None
     adj = None
-    x = x0
+    x = x_start
     cur = 0
     i = -1
     wall = time.perf_counter()
@@ -351,28 +402,37 @@ def gradient(
 
         for action in schedule:
             match action:
-                case Advance(start=a, stop=b):
+                case Advance(start=start, stop=b):
+                    a = start
                     t = time.perf_counter()
+                    if first_y is not None:  # the measuring recording was this advance's step 0
+                        x, first_y, first_pull, a = first_y, None, None, a + 1
+                        t_adv += t_first
+                    x = _writeable(x)
                     for i in range(a, b):
                         try:
                             x = step(x, params, i)
                         except Exception as e:
-                            _note(e, f"{where}: raised in step {i} (advancing from x_{a})")
+                            _note(e, f"{where}: raised in step {i} (advancing from x_{start})")
                             raise
                         if check_finite:
                             _check_finite(x, i)
                     t_adv += time.perf_counter() - t
-                    advances += b - a
+                    advances += b - start
                     cur = b
                     if b == n and adj is None:
                         reached_end(x)
                 case Record(step=i):
                     t = time.perf_counter()
-                    try:
-                        y, pull = _record(step, x, params, i)
-                    except Exception as e:
-                        _note(e, f"{where}: raised in step {i} (recording)")
-                        raise
+                    if first_y is not None:  # the measuring recording was this one
+                        y, pull, first_y, first_pull = first_y, first_pull, None, None
+                        t -= t_first
+                    else:
+                        try:
+                            y, pull = _record(step, x, params, i)
+                        except Exception as e:
+                            _note(e, f"{where}: raised in step {i} (recording)")
+                            raise
                     if check_finite:
                         _check_finite(y, i)
                     size = _tape_bytes(pull, params)
@@ -413,6 +473,7 @@ def gradient(
                     raise RevolveInternalError(f"executor: unknown action {action!r}")
     finally:
         bar.close()
+        first_y = first_pull = None
         for backend in backends.values():
             backend.close()
         tapes.clear()

@@ -38,7 +38,7 @@ def state_nbytes(state) -> int:
 
 
 class RAMStorage:
-    """Keeps copies of the states in memory (copies, so a step that mutates its input cannot alter them)."""
+    """Keeps read-only copies of the states in memory, so a step that updates its input cannot alter them."""
 
     def __init__(self):
         self._data: dict[int, Any] = {}
@@ -48,6 +48,8 @@ class RAMStorage:
 
         leaves, tree = _leaves(state)
         copy = [x.copy() for x in leaves]
+        for x in copy:  # read-only: the executor copies a restored state before a step may change it in place
+            x.flags.writeable = False
         self._data[index] = tree_unflatten(tree, copy)
         return int(sum(x.nbytes for x in copy))
 

@@ -174,7 +174,8 @@ def test_long_chain_no_recursion_error():
 def test_data_dependent_control_flow():
     def newton_sqrt(a):
         x = a * 0.0 + 1.0
-        while abs(float(x * x - a)) > 1e-14 * float(a):
+        # branching on a value is explicit: stop_gradient (a comparison of tracers works as well)
+        while abs(float(ad.stop_gradient(x * x - a))) > 1e-14 * float(ad.stop_gradient(a)):
             x = 0.5 * (x + a / x)
         return x
 
@@ -231,7 +232,7 @@ def test_errors():
         ad.grad(lambda x: ad.sum(bind(nope, x)))(R(3))
     with pytest.raises(NotImplementedError, match="primitive 'nope' has no forward-mode"):
         ad.jvp(lambda x: bind(nope, x), (R(3),), (R(3),))
-    with pytest.raises(TypeError, match="cannot become a numpy array"):
+    with pytest.raises(TypeError, match="numpy array .* would detach it"):
         ad.grad(lambda x: np.sum(np.exp(x)))(R(3))
     with pytest.raises(TypeError, match="floating point"):
         ad.grad(lambda x: ad.sum(x))(np.array(["a"]))

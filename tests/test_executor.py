@@ -295,3 +295,85 @@ def test_plan_for_memory_takes_the_fewer_evaluations_of_revolve_and_periodic():
                for k in range(1, n + 1) if ((n - 1) // k) * 8 + k * 24 <= memory]
         )
         assert stats.forward_evaluations == best, (memory, sched)
+
+
+# ---- in-place steps, the caller's x0, and step calls (NOTE [ The caller's x0 and in-place steps ]) ----
+
+def _in_place_step(x, p, i):
+    x += 0.1 * ad.sin(x) * p["a"]  # plain arrays while advancing: updated in place
+    return x
+
+
+def _unrolled_oracle(x0, a, n):
+    """The same recurrence, functional, differentiated as one tape (no executor involved)."""
+    def f(x, a):
+        for _ in range(n):
+            x = x + 0.1 * ad.sin(x) * a
+        return ad.sum(x * x)
+
+    return ad.value_and_grad(f, argnums=(0, 1))(x0, a)
+
+
+IN_PLACE_SCHEDULES = [
+    lambda n: revolve.binomial(n, snapshots=2),
+    lambda n: revolve.binomial(n, snapshots=5),
+    lambda n: revolve.periodic(n, every=4),
+    lambda n: revolve.store_all(n),
+]
+
+
+@pytest.mark.parametrize("k", range(len(IN_PLACE_SCHEDULES)))
+def test_an_in_place_step_gets_the_exact_gradient_and_x0_is_untouched(k):
+    n = 17
+    x0 = np.linspace(0.2, 1.4, 5)
+    keep = x0.copy()
+    a = np.array(1.3)
+    r = gradient(_in_place_step, x0, n_steps=n, loss=lambda x: ad.sum(x * x), params={"a": a},
+                 schedule=IN_PLACE_SCHEDULES[k](n))
+    np.testing.assert_array_equal(x0, keep)  # the caller's x0 is never changed
+    value, (gx, ga) = _unrolled_oracle(keep, a, n)
+    np.testing.assert_allclose(r.value, value, rtol=1e-14)
+    np.testing.assert_allclose(r.grad_x0, gx, rtol=1e-13)
+    np.testing.assert_allclose(r.grad_params["a"], ga, rtol=1e-13)
+    assert a.flags.writeable  # parameters stay the caller's to update
+    # and against central differences, independent of the engine
+    h = 1e-6
+    fd = (_unrolled_oracle(keep, a + h, n)[0] - _unrolled_oracle(keep, a - h, n)[0]) / (2 * h)
+    np.testing.assert_allclose(r.grad_params["a"], fd, rtol=1e-7)
+
+
+def test_an_in_place_step_under_a_memory_budget_and_disk_snapshots(tmp_path):
+    n = 40
+    x0 = np.linspace(0.2, 1.4, 64)
+    a = np.array(0.7)
+    value, (gx, ga) = _unrolled_oracle(x0.copy(), a, n)
+    on_disk = random_schedule(n, np.random.default_rng(5), levels=("ram", "disk"))
+    for kw in ({"memory": 6 * x0.nbytes}, {"schedule": on_disk, "storage": {"disk": str(tmp_path)}}):
+        r = gradient(_in_place_step, x0, n_steps=n, loss=lambda x: ad.sum(x * x), params={"a": a}, **kw)
+        np.testing.assert_allclose(r.grad_x0, gx, rtol=1e-13)
+        np.testing.assert_allclose(r.grad_params["a"], ga, rtol=1e-13)
+
+
+@pytest.mark.parametrize("make", [lambda n: revolve.binomial(n, snapshots=3), lambda n: revolve.periodic(n, every=5),
+                                  lambda n: revolve.store_all(n), lambda n: revolve.binomial(n, snapshots=1)])
+def test_the_step_is_called_exactly_as_often_as_the_schedule_evaluates(make):
+    calls = []
+
+    def step(x, p, i):
+        calls.append(i)
+        return x * 0.9 + 0.1
+
+    n = 23
+    sched = make(n)
+    r = gradient(step, np.ones(3), n_steps=n, loss=lambda x: ad.sum(x), schedule=sched)
+    assert len(calls) == r.stats.forward_evaluations == revolve.simulate(sched, n_steps=n).forward_evaluations
+    assert calls[0] == 0 and calls.count(n - 1) == 1  # the last step is recorded once, never advanced
+
+
+def test_a_failure_in_step_0_names_step_0():
+    def step(x, p, i):
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom") as info:
+        gradient(step, np.ones(3), n_steps=4, loss=lambda x: ad.sum(x), snapshots=2)
+    assert any("raised in step 0" in note for note in info.value.__notes__)

@@ -20,13 +20,13 @@ from .ops import __all__ as _ops_all
 from .rules import RULES
 from .transforms import (
     GradCost, GradientCheckError, OpCount, VJPFunction, check_grads, color_columns, cost, grad, grad_cost, hvp,
-    jacfwd, jacobian_sparsity, jacrev, jvp, sparse_jacobian, tree_flatten, tree_unflatten, value_and_grad, vjp,
+    hessian, jacfwd, jacobian_sparsity, jacrev, jvp, sparse_jacobian, tree_flatten, tree_unflatten, value_and_grad, vjp,
 )
 
 _rules.install()
 
 __all__ = [
-    *_ops_all, "grad", "value_and_grad", "vjp", "jvp", "jacrev", "jacfwd", "hvp", "cost", "grad_cost", "OpCount",
+    *_ops_all, "grad", "value_and_grad", "vjp", "jvp", "jacrev", "jacfwd", "hessian", "hvp", "cost", "grad_cost", "OpCount",
     "GradCost", "check_grads", "GradientCheckError", "sparse_jacobian", "color_columns", "jacobian_sparsity",
     "tree_flatten", "tree_unflatten", "Tracer", "Primitive", "RULES", "VJPFunction",
 ]

@@ -62,6 +62,12 @@ def _slim(v):
         return f"Primitive({self.name})"
 
 
+def _freeze(v) -> None:
+    """Make an array the tape keeps read-only (values of other levels and scalars are left alone)."""
+    if isinstance(v, np.ndarray) and v.flags.writeable:
+        v.flags.writeable = False
+
+
 def value_of(x: Any) -> Any:
     """The innermost numpy value of a possibly nested tracer."""
     while isinstance(x, Tracer):
@@ -132,20 +138,40 @@ class Tracer:
     def __len__(self) -> int:
         return len(value_of(self))
 
+    # NOTE [ No silent detaching ]: a Python number or a plain array made from a traced value would carry
+    # no derivative, so every later use of it would be silently treated as a constant (x * float(x) would
+    # differentiate to x). Each conversion raises instead and names the explicit way to take the value.
+    def _conversion(self, what: str):
+        return TypeError(
+            f"revolve.ad: {what} of a traced value would detach it from differentiation (its derivative would "
+            f"silently be lost); keep it a traced value and use revolve.ad functions on it, or, if the value is "
+            f"meant as a constant, say so with revolve.ad.stop_gradient(x) (a plain numpy array) and convert that"
+        )
+
     def __bool__(self):
-        return bool(value_of(self))
+        raise self._conversion("bool() (an `if` or `while` on it)")
 
     def __float__(self):
-        return float(value_of(self))
+        raise self._conversion("float()")
 
     def __int__(self):
-        return int(value_of(self))
+        raise self._conversion("int()")
+
+    def __index__(self):
+        raise self._conversion("use as an index (operator.index)")
+
+    def __complex__(self):
+        raise self._conversion("complex()")
+
+    def item(self, *args):
+        raise self._conversion(".item()")
+
+    def tolist(self):
+        raise self._conversion(".tolist()")
 
     def __array__(self, dtype=None, copy=None):
-        raise TypeError(
-            "revolve.ad: a traced value cannot become a numpy array inside a transformed function; "
-            "use revolve.ad functions (ad.exp, ad.sum, ...) instead of numpy ones on it"
-        )
+        raise self._conversion("conversion to a numpy array (np.asarray, np.array or a numpy function without "
+                               "a revolve.ad rule)")
 
     # -- operators ------------------------------------------------------------------------------------
     def __add__(self, o):
@@ -357,6 +383,12 @@ class RevTracer(Tracer):
         # other values' shapes only), so that the tape does not hold every intermediate array
         keep = prim.keep_args
         kept = vals if keep is None else [v if k in keep else _slim(v) for k, v in enumerate(vals)]
+        # NOTE [ Arrays a tape keeps ] (transforms.py): what the tape keeps of this level's values is made
+        # read-only, so nothing can change it before the pullback reads it
+        for pos, _ in parents:
+            _freeze(kept[pos])
+        if prim.keep_out:
+            _freeze(out)
         tape.nodes.append(Node(prim, kept, params, parents, out if prim.keep_out else _slim(out)))
         return RevTracer(out, tape, len(tape.nodes) - 1)
 

@@ -17,7 +17,7 @@ __all__ = [
     "add", "subtract", "multiply", "divide", "negative", "power", "exp", "log", "sin", "cos", "tanh", "sqrt",
     "abs", "sign", "maximum", "minimum", "relu", "where", "matmul", "dot", "sum", "mean", "reshape",
     "transpose", "getitem", "concatenate", "stack", "roll", "broadcast_to", "square", "zeros_like",
-    "ones_like", "unbroadcast", "scatter_add", "swapaxes", "expand_dims", "sigmoid",
+    "ones_like", "unbroadcast", "scatter_add", "swapaxes", "expand_dims", "sigmoid", "stop_gradient",
 ]
 
 
@@ -324,6 +324,21 @@ def relu(a):
 def sigmoid(a):
     """1 / (1 + exp(-a)), written as 0.5 * (tanh(a / 2) + 1) for stability."""
     return 0.5 * (tanh(0.5 * a) + 1.0)
+
+
+def stop_gradient(a):
+    """The value of ``a`` as a plain numpy array, a constant for every transformation (its derivative is 0).
+
+    The explicit way to use a traced value as a constant, e.g. ``float(ad.stop_gradient(k))``; converting a
+    traced value directly (``float(k)``, ``np.asarray(k)``) raises rather than losing the derivative silently.
+
+    Example:
+        >>> import numpy as np
+        >>> from revolve import ad
+        >>> ad.grad(lambda x: x * ad.stop_gradient(x))(np.array(3.0))
+        array(3.)
+    """
+    return value_of(a)
 
 
 def zeros_like(a):

@@ -91,27 +91,43 @@ def jvp_neg(t, ans, x):
 
 
 def _dpow_dx(x, y):
-    # y * x**(y-1); a constant exponent stays a Python number so numpy takes its fast paths (x**1, x**2)
+    # y * x**(y-1), and 0 where y == 0 (as torch: d/dx x**0 = 0 even at x = 0, where the formula is 0 * inf);
+    # a constant exponent stays a Python number so numpy takes its fast paths (x**1, x**2)
     if isinstance(y, (int, float, np.integer, np.floating)) or (isinstance(y, np.ndarray) and y.ndim == 0):
         c = float(y)
+        if c == 0.0:
+            return o.zeros_like(x)
         if c == 2.0:
             return o.multiply(x, 2.0)
         if c == 1.0:
             return o.ones_like(x)
         return o.multiply(o.power(x, c - 1.0), c)
-    return o.multiply(y, o.power(x, o.subtract(y, 1.0)))
+    zero = value_of(y) == 0
+    if not np.any(zero):
+        return o.multiply(y, o.power(x, o.subtract(y, 1.0)))
+    safe = o.where(zero, 1.0, x)  # no 0**-1 computed where the answer is 0 anyway
+    return o.where(zero, 0.0, o.multiply(y, o.power(safe, o.subtract(y, 1.0))))
+
+
+def _dpow_dy(ans, x, y):
+    # x**y * log(x), and 0 where x == 0 and y >= 0 (as torch: the limit of 0**y is reached from x**y's side
+    # that exists; the formula is 0 * -inf there)
+    zero = np.logical_and(value_of(x) == 0, value_of(y) >= 0)
+    if not np.any(zero):
+        return o.multiply(ans, o.log(x))
+    return o.where(zero, 0.0, o.multiply(ans, o.log(o.where(zero, 1.0, x))))
 
 
 def vjp_pow(g, ans, want, x, y):
     gx = unb(o.multiply(g, _dpow_dx(x, y)), _shape(x)) if want[0] else None
-    gy = unb(o.multiply(g, o.multiply(ans, o.log(x))), _shape(y)) if want[1] else None
+    gy = unb(o.multiply(g, _dpow_dy(ans, x, y)), _shape(y)) if want[1] else None
     return (gx, gy)
 
 
 def jvp_pow(t, ans, x, y):
     s = _shape(ans)
     a = None if t[0] is None else _bt(o.multiply(t[0], _dpow_dx(x, y)), s)
-    b = None if t[1] is None else _bt(o.multiply(t[1], o.multiply(ans, o.log(x))), s)
+    b = None if t[1] is None else _bt(o.multiply(t[1], _dpow_dy(ans, x, y)), s)
     return _tadd(a, b)
 
 

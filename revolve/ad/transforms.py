@@ -15,7 +15,7 @@ from . import core
 from .core import CountTracer, JVPTracer, RevTracer, Tape, Tracer, value_of
 
 __all__ = [
-    "vjp", "grad", "value_and_grad", "jvp", "jacrev", "jacfwd", "hvp", "cost", "grad_cost", "OpCount",
+    "vjp", "grad", "value_and_grad", "jvp", "jacrev", "jacfwd", "hessian", "hvp", "cost", "grad_cost", "OpCount",
     "GradCost", "check_grads", "GradientCheckError", "sparse_jacobian", "color_columns", "jacobian_sparsity",
     "tree_flatten", "tree_unflatten",
 ]
@@ -72,8 +72,45 @@ def _out(x):
     return x if isinstance(x, Tracer) else np.asarray(x)
 
 
+def _grad_out(g):
+    """A returned gradient leaf: a writeable array of its own (rules may give broadcast or read-only views)."""
+    if isinstance(g, Tracer):
+        return g
+    g = np.asarray(g)
+    return g if g.flags.writeable and 0 not in g.strides else g.copy()
+
+
 def _zeros_like_leaf(x):
-    return np.zeros(np.shape(value_of(x)), dtype=np.asarray(value_of(x)).dtype)
+    return np.zeros(np.shape(value_of(x)), dtype=np.result_type(value_of(x)))
+
+
+def _owned_input(x, policy: str):
+    """An input as the tape may keep it (see the note below); ``policy`` is "copy", "own" or "view".
+
+    NOTE [ Arrays a tape keeps ]: a pullback reads the arrays its tape kept when it is called, so an
+    array changed in place between the recording and the call would silently change the gradient. The
+    tape therefore keeps only read-only arrays. Every array the engine computes and the tape keeps is made
+    read-only as it is recorded (``RevTracer.process``); an input is
+    - "copy" (``vjp``): copied first, unless it is read-only all the way down already;
+    - "own" (the executor's states, which nobody else holds): made read-only itself;
+    - "view" (the executor's parameters, the caller's to update between runs): a read-only view, so the
+      caller's own array keeps its flags.
+    """
+    if not isinstance(x, np.ndarray):
+        return x
+    if policy == "view":
+        x = x.view()
+    elif policy == "copy":
+        base = x.base
+        if not x.flags.writeable and (base is None or (isinstance(base, np.ndarray) and not base.flags.writeable)):
+            return x
+        x = x.copy()
+    elif policy != "own":
+        from ..errors import RevolveInternalError
+
+        raise RevolveInternalError(f"revolve.ad: unknown input policy {policy!r}")
+    x.flags.writeable = False
+    return x
 
 
 # ---- reverse mode ----------------------------------------------------------------------------------
@@ -85,16 +122,16 @@ class VJPFunction:
     Calling it leaves the tape intact (jacrev calls it once per output); drop it to free the tape.
     """
 
-    __slots__ = ("_tape", "_in_idx", "_in_tree", "_out_tracers", "_out_tree", "_out_shapes", "_leaf_values")
+    __slots__ = ("_tape", "_in_idx", "_in_tree", "_out_tracers", "_out_tree", "_out_shapes", "_leaf_metas")
 
-    def __init__(self, tape, in_idx, in_tree, out_tracers, out_tree, out_shapes, leaf_values):
+    def __init__(self, tape, in_idx, in_tree, out_tracers, out_tree, out_shapes, leaf_metas):
         self._tape = tape
         self._in_idx = in_idx
         self._in_tree = in_tree
         self._out_tracers = out_tracers
         self._out_tree = out_tree
         self._out_shapes = out_shapes
-        self._leaf_values = leaf_values
+        self._leaf_metas = leaf_metas  # (shape, dtype) of each input: a zero cotangent's shape, not the input
 
     @property
     def n_ops(self) -> int:
@@ -103,7 +140,8 @@ class VJPFunction:
     def tape_bytes(self, exclude=()) -> int:
         """Bytes of the arrays the tape keeps alive, not counting the arrays in ``exclude`` (a pytree)."""
         leaves, _ = tree_flatten(exclude)
-        return self._tape.retained_bytes({id(x) for x in leaves if isinstance(x, np.ndarray)})
+        arrays = [x for x in leaves if isinstance(x, np.ndarray)]
+        return self._tape.retained_bytes({id(x) for x in arrays} | {id(x.base) for x in arrays if x.base is not None})
 
     def __call__(self, cotangent):
         cts, tree = tree_flatten(cotangent)
@@ -117,8 +155,8 @@ class VJPFunction:
                 seeds[t.index] = ct if t.index not in seeds else seeds[t.index] + ct
         grads = self._tape.backward(seeds, self._in_idx)
         leaves = []
-        for g, leaf in zip(grads, self._leaf_values):
-            leaves.append(_zeros_like_leaf(leaf) if g is None else _out(g))
+        for g, (shape, dtype) in zip(grads, self._leaf_metas):
+            leaves.append(np.zeros(shape, dtype=dtype) if g is None else _grad_out(g))
         return tree_unflatten(self._in_tree, leaves)
 
 
@@ -134,20 +172,29 @@ def vjp(f: Callable, *primals) -> tuple[Any, Callable]:
         >>> pullback(np.ones(2))[0]
         array([2.        , 1.08060461])
     """
+    return _vjp(f, primals, ("copy",) * len(primals))
+
+
+def _vjp(f: Callable, primals: tuple, policies: tuple) -> tuple[Any, "VJPFunction"]:
+    """``vjp`` with an input policy per primal (NOTE [ Arrays a tape keeps ]): "copy", "own" or "view"."""
     tape = Tape()
-    leaves, tree = tree_flatten(tuple(primals))
-    boxed, in_idx, values = [], [], []
-    for x in leaves:
-        x = _as_input(x, "revolve.ad.vjp", "inputs")
+    leaves, tree = [], []
+    for p, policy in zip(primals, policies):
+        ls, _ = tree_flatten(p)
+        leaves.extend((x, policy) for x in ls)
+    _, tree = tree_flatten(tuple(primals))
+    boxed, in_idx, metas = [], [], []
+    for x, policy in leaves:
+        x = _owned_input(_as_input(x, "revolve.ad.vjp", "inputs"), policy)
         t = tape.new_input(x)
         boxed.append(t)
         in_idx.append(t.index)
-        values.append(x)
+        metas.append((np.shape(value_of(x)), np.result_type(value_of(x))))
     out = f(*tree_unflatten(tree, boxed))
     out_leaves, out_tree = tree_flatten(out)
     out_values = [_out(t.value) if isinstance(t, RevTracer) and t.tape is tape else _out(t) for t in out_leaves]
     shapes = [np.shape(value_of(v)) for v in out_values]
-    fn = VJPFunction(tape, in_idx, tree, out_leaves, out_tree, shapes, values)
+    fn = VJPFunction(tape, in_idx, tree, out_leaves, out_tree, shapes, metas)
     return tree_unflatten(out_tree, out_values), fn
 
 
@@ -262,44 +309,82 @@ def _single_array_arg(where, args, argnums):
     return _as_input(x, where, "the argument")
 
 
+def _stack_rows(rows, lead_shape, tail_shape, dtype):
+    """Stack per-element results (numpy, or tracers of an enclosing transformation) into lead + tail shape."""
+    if not rows:
+        return np.zeros(lead_shape + tail_shape, dtype=dtype)
+    if any(isinstance(r, Tracer) for r in rows):
+        from . import ops
+
+        return ops.reshape(ops.stack(rows, axis=0), lead_shape + tail_shape)
+    return np.stack([np.asarray(r) for r in rows]).reshape(lead_shape + tail_shape)
+
+
 def jacrev(f: Callable, argnums: int = 0) -> Callable:
     """The Jacobian by reverse mode: one recording, one backward pass per output element.
 
-    The result has shape ``f(x).shape + x.shape``. Cheap when f has few outputs.
+    The result has shape ``f(x).shape + x.shape``. Cheap when f has few outputs. Composes with the other
+    transformations at any depth (``jacfwd(jacrev(f))`` is the Hessian, ``grad`` of a function calling
+    ``jacrev`` differentiates through it).
     """
 
     def wrapped(*args):
         x = _single_array_arg("revolve.ad.jacrev", args, argnums)
         g = _restrict(f, args, (argnums,))
         y, pullback = vjp(g, x)
-        y = np.asarray(value_of(y))
+        y_shape, y_dtype = np.shape(value_of(y)), np.result_type(value_of(y))
+        size = int(np.prod(y_shape, dtype=np.int64))
         rows = []
-        for k in range(y.size):
-            e = np.zeros(y.size, dtype=y.dtype)
+        for k in range(size):
+            e = np.zeros(size, dtype=y_dtype)
             e[k] = 1.0
-            rows.append(np.asarray(value_of(pullback(e.reshape(y.shape))[0])))
-        return np.stack(rows).reshape(y.shape + np.shape(x)) if rows else np.zeros(y.shape + np.shape(x))
+            rows.append(pullback(e.reshape(y_shape))[0])
+        return _stack_rows(rows, y_shape, np.shape(value_of(x)), np.result_type(value_of(x)))
 
     return wrapped
 
 
 def jacfwd(f: Callable, argnums: int = 0) -> Callable:
-    """The Jacobian by forward mode: one JVP per input element. Cheap when f has few inputs."""
+    """The Jacobian by forward mode: one JVP per input element. Cheap when f has few inputs.
+
+    Composes with the other transformations at any depth, like ``jacrev``.
+    """
 
     def wrapped(*args):
         x = _single_array_arg("revolve.ad.jacfwd", args, argnums)
         g = _restrict(f, args, (argnums,))
+        x_shape, x_dtype = np.shape(value_of(x)), np.result_type(value_of(x))
+        size = int(np.prod(x_shape, dtype=np.int64))
         cols = []
-        for k in range(x.size):
-            e = np.zeros(x.size, dtype=x.dtype)
+        for k in range(size):
+            e = np.zeros(size, dtype=x_dtype)
             e[k] = 1.0
-            cols.append(np.asarray(value_of(jvp(g, (x,), (e.reshape(x.shape),))[1])))
-        y_shape = cols[0].shape if cols else np.shape(value_of(g(x)))
+            cols.append(jvp(g, (x,), (e.reshape(x_shape),))[1])
         if not cols:
-            return np.zeros(y_shape + np.shape(x))
-        return np.moveaxis(np.stack(cols), 0, -1).reshape(y_shape + np.shape(x))
+            return np.zeros(np.shape(value_of(g(x))) + x_shape, dtype=x_dtype)
+        y_shape = np.shape(value_of(cols[0]))
+        jac = _stack_rows(cols, (size,), y_shape, x_dtype)  # (input element, *output shape)
+        axes = tuple(range(1, 1 + len(y_shape))) + (0,)
+        if isinstance(jac, Tracer):
+            from . import ops
+
+            return ops.reshape(ops.transpose(jac, axes), y_shape + x_shape)
+        return np.transpose(jac, axes).reshape(y_shape + x_shape)
 
     return wrapped
+
+
+def hessian(f: Callable, argnums: int = 0) -> Callable:
+    """The Hessian of a scalar ``f`` by forward over reverse mode, shaped ``x.shape + x.shape``.
+
+    Example:
+        >>> import numpy as np
+        >>> from revolve import ad
+        >>> ad.hessian(lambda x: ad.sum(x ** 3))(np.array([1.0, 2.0]))
+        array([[ 6.,  0.],
+               [ 0., 12.]])
+    """
+    return jacfwd(jacrev(f, argnums), argnums)
 
 
 def hvp(f: Callable, x, v):
@@ -555,7 +640,7 @@ def sparse_jacobian(f: Callable, x, *, sparsity=None, colors=None) -> np.ndarray
         array([-2.,  1.,  0.])
     """
     where = "revolve.ad.sparse_jacobian"
-    x = np.asarray(x, dtype=np.float64)
+    x = _as_input(x, where, "x")  # float32 stays float32, integers become float64
     n = x.size
     if sparsity is None:
         sparsity = jacobian_sparsity(f, x)
@@ -565,9 +650,9 @@ def sparse_jacobian(f: Callable, x, *, sparsity=None, colors=None) -> np.ndarray
     if colors is None:
         colors = color_columns(P)
     colors = np.asarray(colors)
-    J = np.zeros(P.shape)
+    J = np.zeros(P.shape, dtype=x.dtype)
     for c in range(int(colors.max()) + 1 if n else 0):
-        seed_v = (colors == c).astype(np.float64)
+        seed_v = (colors == c).astype(x.dtype)
         _, t = jvp(f, (x,), (seed_v.reshape(x.shape),))
         t = np.asarray(t).reshape(-1)
         if t.size != P.shape[0]:

@@ -1,0 +1,190 @@
+"""revolve.ad never returns a silently wrong gradient: conversions raise, transformations nest, kept arrays
+cannot change behind a tape's back, and torch's conventions at the singular points (oracle: torch float64)."""
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings, strategies as st
+
+from revolve import ad
+
+rng = np.random.default_rng(7)
+
+
+def T(x):
+    return torch.tensor(np.asarray(x), dtype=torch.float64, requires_grad=True)
+
+
+# ---- conversions of traced values ------------------------------------------------------------------
+
+CONVERSIONS = [
+    ("float()", lambda x: float(x)),
+    ("int()", lambda x: int(x)),
+    ("bool()", lambda x: bool(x)),
+    ("complex()", lambda x: complex(x)),
+    (".item()", lambda x: x.item()),
+    (".tolist()", lambda x: x.tolist()),
+    ("numpy array", lambda x: np.asarray(x)),
+    ("numpy array", lambda x: np.array(x)),
+    ("index", lambda x: [1, 2, 3][x]),
+]
+
+
+@pytest.mark.parametrize("what,convert", CONVERSIONS, ids=[c[0] + str(i) for i, c in enumerate(CONVERSIONS)])
+@pytest.mark.parametrize("transform", ["grad", "jvp"])
+def test_converting_a_traced_value_raises_naming_the_conversion(what, convert, transform):
+    def f(x):
+        return x * convert(x)
+
+    with pytest.raises(TypeError, match=r"(?s)" + f"{what.replace('(', '[(]').replace(')', '[)]').replace('.', '[.]')}.*"
+                                         "would detach it.*stop_gradient"):
+        if transform == "grad":
+            ad.grad(f)(np.array(3.0))
+        else:
+            ad.jvp(f, (np.array(3.0),), (np.array(1.0),))
+
+
+def test_float_of_a_traced_value_was_silently_a_constant():
+    # the failure mode: grad(x * float(x)) returned 3.0 (x treated as a constant); the true value is 6.0
+    with pytest.raises(TypeError, match="float"):
+        ad.grad(lambda x: x * float(x))(3.0)
+    x = T(3.0)
+    (x * x).backward()
+    assert ad.grad(lambda x: x * x)(3.0) == x.grad.item() == 6.0
+
+
+def test_stop_gradient_is_the_explicit_constant_at_every_level():
+    g = ad.grad(lambda x: x * ad.stop_gradient(x))(np.array(3.0))
+    assert g == 3.0
+    assert isinstance(ad.stop_gradient(np.array(2.0)), np.ndarray)
+    # a constant for forward mode too, and inside a nested transformation
+    _, t = ad.jvp(lambda x: x * ad.stop_gradient(x), (np.array(3.0),), (np.array(1.0),))
+    assert t == 3.0
+    h = ad.grad(ad.grad(lambda x: x ** 3 * ad.stop_gradient(x)))(np.array(2.0))
+    assert h == 6 * 2.0 * 2.0
+    # branching on a value through stop_gradient, as a user's control flow does, differentiates the branch
+    f = lambda x: ad.sin(x) if float(ad.stop_gradient(x)) > 0 else ad.cos(x)
+    assert ad.grad(f)(np.array(0.5)) == np.cos(0.5)
+    assert ad.grad(f)(np.array(-0.5)) == -np.sin(-0.5)
+
+
+def test_a_step_using_float_of_a_parameter_raises_through_revolve_gradient():
+    from revolve import gradient
+
+    step = lambda u, p, i: u + 0.01 * u * float(p["k"])
+    with pytest.raises(TypeError, match="float") as info:
+        gradient(step, np.ones(4), n_steps=5, loss=lambda u: ad.sum(u), params={"k": np.array(2.0)})
+    assert any("step 0" in n for n in getattr(info.value, "__notes__", []))
+    # written with stop_gradient the parameter is declared a constant: d/dk is 0 by request
+    step = lambda u, p, i: u + 0.01 * u * float(ad.stop_gradient(p["k"]))
+    r = gradient(step, np.ones(4), n_steps=5, loss=lambda u: ad.sum(u), params={"k": np.array(2.0)})
+    assert r.grad_params["k"] == 0.0
+
+
+# ---- transformations compose at any depth ----------------------------------------------------------
+
+def _torch_hessian(f_torch, x):
+    return torch.autograd.functional.hessian(f_torch, torch.tensor(x, dtype=torch.float64)).numpy()
+
+
+@pytest.mark.parametrize("outer,inner", [("jacfwd", "jacrev"), ("jacrev", "jacrev"), ("jacfwd", "jacfwd"),
+                                         ("jacrev", "jacfwd"), ("hessian", None)])
+def test_hessians_by_every_composition_equal_torch(outer, inner):
+    x = rng.uniform(0.5, 1.5, 4)
+    f = lambda x: ad.sum(ad.sin(x) * x ** 3) + ad.sum(x[:-1] * x[1:])
+    f_t = lambda x: (torch.sin(x) * x ** 3).sum() + (x[:-1] * x[1:]).sum()
+    if outer == "hessian":
+        H = ad.hessian(f)(x)
+    elif inner == "jacfwd":  # the gradient as forward-mode Jacobian of a scalar has shape x.shape
+        H = getattr(ad, outer)(lambda z: ad.jacfwd(f)(z))(x)
+    else:
+        H = getattr(ad, outer)(getattr(ad, inner)(f))(x)
+    np.testing.assert_allclose(H, _torch_hessian(f_t, x), rtol=1e-12, atol=1e-12)
+
+
+def test_the_reported_nested_jacobian_is_no_longer_zero():
+    H = ad.jacfwd(ad.jacrev(lambda x: ad.sum(x ** 3)))(np.array([1.0, 2.0]))
+    np.testing.assert_array_equal(H, np.diag([6.0, 12.0]))
+
+
+def test_grad_through_a_function_that_calls_jacrev_equals_torch():
+    x = rng.standard_normal(3)
+    g = ad.grad(lambda z: ad.sum(ad.jacrev(lambda y: ad.tanh(y) * y[::-1])(z) ** 2))(x)
+    xt = T(x)
+    J = torch.autograd.functional.jacobian(lambda y: torch.tanh(y) * y.flip(0), xt, create_graph=True)
+    (J ** 2).sum().backward()
+    np.testing.assert_allclose(g, xt.grad.numpy(), rtol=1e-12, atol=1e-14)
+
+
+def test_third_derivative_by_nested_grad_equals_torch():
+    f = lambda x: ad.exp(ad.sin(x)) * x
+    d3 = ad.grad(ad.grad(ad.grad(f)))(np.array(0.7))
+    x = T(0.7)
+    y = torch.exp(torch.sin(x)) * x
+    (g1,) = torch.autograd.grad(y, x, create_graph=True)
+    (g2,) = torch.autograd.grad(g1, x, create_graph=True)
+    (g3,) = torch.autograd.grad(g2, x)
+    np.testing.assert_allclose(d3, g3.item(), rtol=1e-12)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(1, 5), st.integers(0, 2**31 - 1))
+def test_fwd_over_rev_hvp_equals_rev_over_rev(n, seed):
+    r = np.random.default_rng(seed)
+    x, v, w = r.standard_normal(n), r.standard_normal(n), r.standard_normal((n, n))
+    f = lambda x: ad.sum(ad.tanh(w @ x) ** 2)
+    hv_fwd = ad.hvp(f, x, v)
+    hv_rev = ad.grad(lambda z: ad.sum(ad.grad(f)(z) * v))(x)
+    np.testing.assert_allclose(hv_fwd, hv_rev, rtol=1e-10, atol=1e-12)
+
+
+# ---- arrays a live tape keeps -----------------------------------------------------------------------
+
+def test_changing_the_input_after_vjp_does_not_change_the_pullback():
+    x = np.array([1.0, 2.0])
+    _, pb = ad.vjp(lambda x: ad.sum(x * x), x)
+    x *= 10  # the caller's array stays theirs and writeable
+    np.testing.assert_array_equal(pb(np.array(1.0))[0], [2.0, 4.0])
+    # a view of the caller's array is protected as well
+    base = np.arange(6.0)
+    _, pb = ad.vjp(lambda v: ad.sum(ad.sin(v)), base[1:4])
+    base[:] = 0.0
+    np.testing.assert_array_equal(pb(np.array(1.0))[0], np.cos([1.0, 2.0, 3.0]))
+
+
+def test_outputs_the_tape_keeps_are_read_only_and_gradients_are_writeable():
+    y, pb = ad.vjp(lambda x: ad.exp(x), np.array([0.0, 1.0]))  # exp's rule reads its output
+    with pytest.raises(ValueError, match="read-only"):
+        y[0] = 5.0
+    g = pb(np.ones(2))[0]
+    np.testing.assert_array_equal(g, np.exp([0.0, 1.0]))
+    for g in (ad.grad(lambda x: ad.sum(x))(np.ones(3)), ad.grad(lambda x: ad.sum(ad.broadcast_to(x, (4, 3))))(np.ones(3))):
+        assert g.flags.writeable and 0 not in g.strides
+        g[0] = 1.0  # a gradient is the caller's to change
+
+
+# ---- torch's conventions at singular points ---------------------------------------------------------
+
+def test_power_at_zero_differentiates_as_torch():
+    x = np.array([0.0, 0.0, 0.0, 2.0])
+    e = np.array([0.0, 1.0, 2.0, 0.0])
+    gx, ge = ad.grad(lambda a, b: ad.sum(a ** b), argnums=(0, 1))(x, e)
+    xt, et = T(x), T(e)
+    (xt ** et).sum().backward()
+    np.testing.assert_array_equal(gx, xt.grad.numpy())
+    np.testing.assert_array_equal(ge, et.grad.numpy())
+    for c in (0.0, 0):  # a constant exponent of 0
+        assert ad.grad(lambda a: a ** c)(np.array(0.0)) == 0.0
+    yt = T([2.0, 0.0])
+    (0.0 ** yt).sum().backward()
+    np.testing.assert_array_equal(ad.grad(lambda y: ad.sum(0.0 ** y))(np.array([2.0, 0.0])), yt.grad.numpy())
+    # forward mode agrees with reverse mode there
+    _, t = ad.jvp(lambda a, b: a ** b, (x, e), (np.ones(4), np.ones(4)))
+    np.testing.assert_array_equal(t, gx + ge)
+
+
+def test_sparse_jacobian_keeps_float32():
+    f = lambda x: x[1:] - x[:-1]
+    J = ad.sparse_jacobian(f, np.ones(5, dtype=np.float32))
+    assert J.dtype == np.float32
+    np.testing.assert_array_equal(J, ad.jacrev(f)(np.ones(5, dtype=np.float32)))
