@@ -29,6 +29,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Union
 
+from ._check import check_int
+
 __all__ = [
     "Advance",
     "Snapshot",
@@ -48,6 +50,10 @@ class Advance:
     start: int
     stop: int
 
+    def __post_init__(self):
+        check_int("revolve.Advance", "start", self.start, minimum=0)
+        check_int("revolve.Advance", "stop", self.stop, minimum=0)
+
     def to_json(self) -> dict:
         return {"op": "advance", "start": self.start, "stop": self.stop}
 
@@ -59,6 +65,13 @@ class Snapshot:
     index: int
     storage: str = "ram"
 
+    def __post_init__(self):
+        check_int("revolve.Snapshot", "index", self.index, minimum=0)
+        if not isinstance(self.storage, str) or not self.storage:
+            error = ValueError if isinstance(self.storage, str) else TypeError
+            raise error(f"revolve.Snapshot: storage must be a non-empty string naming a storage level "
+                        f"('ram', or a key of gradient's storage=), got {self.storage!r}")
+
     def to_json(self) -> dict:
         return {"op": "snapshot", "index": self.index, "storage": self.storage}
 
@@ -68,6 +81,9 @@ class Restore:
     """Make the stored x_index the working state; it stays stored."""
 
     index: int
+
+    def __post_init__(self):
+        check_int("revolve.Restore", "index", self.index, minimum=0)
 
     def to_json(self) -> dict:
         return {"op": "restore", "index": self.index}
@@ -79,6 +95,9 @@ class Discard:
 
     index: int
 
+    def __post_init__(self):
+        check_int("revolve.Discard", "index", self.index, minimum=0)
+
     def to_json(self) -> dict:
         return {"op": "discard", "index": self.index}
 
@@ -89,6 +108,9 @@ class Record:
 
     step: int
 
+    def __post_init__(self):
+        check_int("revolve.Record", "step", self.step, minimum=0)
+
     def to_json(self) -> dict:
         return {"op": "record", "step": self.step}
 
@@ -98,6 +120,9 @@ class Reverse:
     """Run the backward of step ``step`` from its tape (adjoint of x_{step+1} -> adjoint of x_step)."""
 
     step: int
+
+    def __post_init__(self):
+        check_int("revolve.Reverse", "step", self.step, minimum=0)
 
     def to_json(self) -> dict:
         return {"op": "reverse", "step": self.step}

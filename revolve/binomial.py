@@ -38,14 +38,42 @@ from .schedule import Schedule
 __all__ = ["binomial", "binomial_cost", "repetition_number", "min_snapshots", "beta"]
 
 
+_BETA_MAX_BITS = 2**20  # beta values up to about 315,000 decimal digits (milliseconds); larger ones are refused
+
+
 def beta(s: int, r: int) -> int:
     """beta(s, r) = C(s + r, s): the most steps s slots reverse with r repetitions (0 for negative s or r).
 
     Griewank & Walther 2000, eq. (1).
+
+    Raises:
+        TypeError: s or r not an integer (bools included).
+        ValueError: a value of more than 2^20 bits (about 315,000 digits), which takes minutes to compute;
+            ``math.lgamma(s + r + 1) - math.lgamma(s + 1) - math.lgamma(r + 1)`` gives its logarithm.
+
+    Example:
+        >>> beta(3, 2)
+        10
     """
+    if type(s) is not int or type(r) is not int:
+        s = check_int("revolve.beta", "s", s)
+        r = check_int("revolve.beta", "r", r)
     if s < 0 or r < 0:
         return 0
+    if min(s, r) > 4096 and _log2_comb(s + r, min(s, r)) > _BETA_MAX_BITS:
+        raise ValueError(
+            f"revolve.beta: C(s + r, s) for s={s}, r={r} has about {int(_log2_comb(s + r, min(s, r)) * 0.30103):,} "
+            f"digits; beta computes values of at most {_BETA_MAX_BITS:,} bits (about 315,000 digits); use "
+            f"math.lgamma for its logarithm"
+        )
     return comb(s + r, s)
+
+
+def _log2_comb(n: int, k: int) -> float:
+    """log2 C(n, k) from lgamma."""
+    from math import lgamma, log
+
+    return (lgamma(n + 1) - lgamma(k + 1) - lgamma(n - k + 1)) / log(2)
 
 
 def _repetitions(n: int, s: int) -> int:

@@ -44,7 +44,11 @@ def _as_values(where: str, name: str, value, length: int | None) -> tuple[np.nda
     if isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{where}: {name} must be a number or a sequence of numbers, got {value!r}")
     if isinstance(value, numbers.Real):
-        v = float(value)
+        try:
+            v = float(value)
+        except OverflowError:  # an integer past the float range
+            raise ValueError(f"{where}: {name} must be finite and >= 0 (at most 1.8e308), got an integer of about "
+                             f"{int(abs(int(value)).bit_length() * math.log10(2)) + 1} digits") from None
         if not math.isfinite(v) or v < 0:
             raise ValueError(f"{where}: {name} must be finite and >= 0, got {value!r}")
         return None, v, None
@@ -54,7 +58,12 @@ def _as_values(where: str, name: str, value, length: int | None) -> tuple[np.nda
     for k, item in enumerate(items):
         if isinstance(item, (bool, np.bool_)) or not isinstance(item, numbers.Real):
             raise TypeError(f"{where}: {name}[{k}] must be a real number, got {item!r}")
-    arr = np.asarray(items, dtype=np.float64)
+    try:
+        arr = np.asarray(items, dtype=np.float64)
+    except OverflowError:  # an integer past the float range: report the first as not finite
+        k = next(k for k, item in enumerate(items) if abs(item) > 1.7976931348623157e308)
+        raise ValueError(f"{where}: {name}[{k}] must be finite and >= 0 (at most 1.8e308), got an integer of "
+                         f"about {int(abs(int(items[k])).bit_length() * math.log10(2)) + 1} digits") from None
     if arr.ndim != 1:
         raise ValueError(f"{where}: {name} must be one-dimensional, got shape {arr.shape}")
     bad = np.flatnonzero(~np.isfinite(arr) | (arr < 0))

@@ -10,8 +10,10 @@
     revolve plot tradeoff [--steps N ...] [--out DIR]
     revolve plot frontier --chain CHAIN.json [--out DIR]
     revolve demo
+    revolve --version
 
-A user error prints one line naming the problem and exits with status 2.
+A user error prints one line naming the problem and exits with status 2; a file that cannot be written
+or read prints one line and exits with status 1. ``REVOLVE_DEBUG=1`` shows tracebacks instead.
 """
 
 from __future__ import annotations
@@ -30,18 +32,43 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{self.prog}: {message}")
 
 
+# options whose value may start with '-' (a negative budget is then reported as such, not as a missing value)
+_VALUE_OPTIONS = ("--memory",)
+
+# above this many steps, a planner schedule's stats come from closed forms instead of a replay
+_REPLAY_MAX_STEPS = 10**6
+
+
+def _join_values(argv: list[str]) -> list[str]:
+    """``["--memory", "-5MiB"]`` -> ``["--memory=-5MiB"]``, so argparse reads a value starting with '-'."""
+    out, k = [], 0
+    while k < len(argv):
+        a = argv[k]
+        if a in _VALUE_OPTIONS and k + 1 < len(argv) and argv[k + 1].startswith("-") and argv[k + 1][1:2] not in ("", "-"):
+            out.append(f"{a}={argv[k + 1]}")
+            k += 2
+        else:
+            out.append(a)
+            k += 1
+    return out
+
+
 def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    text = text.strip()
+    if len(text) > 40 or not text.isdigit() and not (text[:1] == "-" and text[1:].isdigit()):
+        shown = text if len(text) <= 40 else text[:37] + "..."
+        raise argparse.ArgumentTypeError(f"expected a positive integer (at most 40 digits), got {shown!r}")
+    value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
     return value
 
 
 def _build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
     p = _Parser(prog="revolve", description="Memory-optimal checkpointing schedules for reverse-mode AD.")
+    p.add_argument("--version", action="version", version=f"revolve {__version__}")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     plan = sub.add_parser("plan", help="plan a schedule and print its stats")
@@ -102,24 +129,65 @@ def _build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _print_schedule(schedule, args, chain) -> None:
-    from .simulator import simulate
+def _stats(schedule, chain):
+    """The simulator's stats, or closed forms for a long planner schedule without a chain (no replay)."""
+    from .simulator import closed_form_stats, simulate
 
+    if chain is None and schedule.n_steps > _REPLAY_MAX_STEPS:
+        stats = closed_form_stats(schedule)
+        if stats is not None:
+            return f"{stats}\n(closed form: a schedule of more than {_REPLAY_MAX_STEPS:,} steps is not replayed)"
+    return simulate(schedule, chain)
+
+
+def _print_schedule(schedule, args, chain) -> None:
     print(f"schedule: {schedule!r}")
-    print(simulate(schedule, chain))
+    print(_stats(schedule, chain))
     if args.show is not None:
         print(f"first {args.show} actions:")
         for a in schedule.head(args.show):
             print(f"  {a!r}")
     if args.json:
-        schedule.save(args.json)
+        _write(args.json, "--json", schedule.save)
         print(f"wrote {args.json}")
+
+
+def _write(path: str, option: str, save) -> None:
+    """Call ``save(path)``, reporting an OSError as one line that names the option and the file."""
+    try:
+        save(path)
+    except OSError as e:
+        raise _FileError(f"revolve: cannot write {option} {path!r}: {e.strerror or e}") from None
+
+
+class _FileError(Exception):
+    """A file that cannot be read or written: one line, exit status 1."""
+
+
+def _check_outputs(args) -> None:
+    """Cheap checks first: every output file can be created before any slow work starts."""
+    from ._io import check_folder, check_writable
+
+    where = f"revolve {args.command}"
+    if getattr(args, "json", None):
+        check_writable(where, "--json", args.json)
+    if getattr(args, "csv", None):
+        check_writable(where, "--csv", args.csv)
+    if getattr(args, "out", None):
+        check_folder(where, "--out", args.out)
+    path = getattr(args, "chain", None)
+    if path and not os.path.isfile(path):
+        what = "is a folder" if os.path.isdir(path) else "does not exist"
+        raise UsageError(f"{where}: --chain {path!r} {what}; give an existing chain JSON file")
 
 
 def _run(args) -> int:
     import revolve
 
+    _check_outputs(args)
     if args.command == "plan":
+        if args.kind == "optimal":  # the budget is checked before the chain is read
+            memory = revolve.parse_bytes(args.memory, where="revolve plan optimal", name="--memory")
         chain = revolve.Chain.from_json(args.chain) if getattr(args, "chain", None) else None
         if args.kind == "binomial":
             schedule = revolve.binomial(args.steps, snapshots=args.snapshots)
@@ -128,7 +196,6 @@ def _run(args) -> int:
         elif args.kind == "store-all":
             schedule = revolve.store_all(args.steps)
         elif args.kind == "optimal":
-            memory = revolve.parse_bytes(args.memory, where="revolve plan optimal", name="--memory")
             kw = {} if args.slots is None else {"slots": args.slots}
             schedule = revolve.optimal(chain, memory=memory, **kw)
         else:  # argparse restricts the choices
@@ -143,13 +210,14 @@ def _run(args) -> int:
         front = revolve.frontier(chain, **kw)
         print(front)
         if args.csv:
-            front.save_csv(args.csv)
+            _write(args.csv, "--csv", front.save_csv)
             print(f"wrote {args.csv}")
         return 0
     if args.command == "simulate":
-        schedule = revolve.Schedule.load(args.file)
         chain = revolve.Chain.from_json(args.chain) if args.chain else None
-        print(revolve.simulate(schedule, chain))
+        # the chain's n_steps is checked against the file's header before any action is read
+        schedule = revolve.Schedule.load(args.file, n_steps=None if chain is None else chain.n_steps)
+        print(_stats(schedule, chain))
         return 0
     if args.command == "cost":
         n, s = args.steps, args.snapshots
@@ -176,13 +244,23 @@ def _run(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``revolve`` console script; returns the exit status."""
     parser = _build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv:
+        parser.print_help()
+        return 2
     try:
-        args = parser.parse_args(argv)
+        args = parser.parse_args(_join_values(argv))
         return _run(args)
     except UsageError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except (ValueError, TypeError, ImportError) as e:
+    except (_FileError, OSError) as e:
+        if os.environ.get("REVOLVE_DEBUG"):
+            raise
+        text = str(e) if isinstance(e, _FileError) else f"revolve: {e.strerror or e}" + (f": {e.filename!r}" if e.filename else "")
+        print(f"error: {text}", file=sys.stderr)
+        return 1
+    except (ValueError, TypeError, ImportError, OverflowError, RecursionError, MemoryError) as e:
         # revolve's own user errors name the function, argument and allowed values;
         # REVOLVE_DEBUG=1 shows the traceback instead
         if os.environ.get("REVOLVE_DEBUG"):

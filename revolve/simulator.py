@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from itertools import accumulate
 from typing import Iterable
 
+from ._check import check_int
 from .actions import Advance, Discard, Record, Restore, Reverse, Snapshot
 from .chain import Chain
 from .errors import ScheduleError
@@ -58,17 +59,19 @@ class SimulationStats:
     peak_bytes_by_storage: dict | None = None
 
     def __str__(self) -> str:
-        rows = [
-            ("steps", f"{self.n_steps:,}"),
-            ("actions", f"{self.actions:,}"),
-            ("advances (recomputed steps)", f"{self.advances:,}"),
-            ("forward evaluations", f"{self.forward_evaluations:,}"),
-            ("recomputation ratio", f"{self.recomputation_ratio:.4f}"),
-            ("snapshot writes", f"{self.snapshot_writes:,}"),
-            ("peak snapshots", f"{self.peak_snapshots:,}"),
-            ("peak live tapes", f"{self.peak_tapes:,}"),
+        counts = [
+            ("steps", self.n_steps),
+            ("actions", self.actions),
+            ("advances (recomputed steps)", self.advances),
+            ("forward evaluations", self.forward_evaluations),
+            ("recomputation ratio", None),
+            ("snapshot writes", self.snapshot_writes),
+            ("peak snapshots", self.peak_snapshots),
+            ("peak live tapes", self.peak_tapes),
         ]
-        rows = [(k, v) for k, v in rows if v != "None"]  # counts closed_form_stats does not know
+        # a count closed_form_stats does not know (None) is left out
+        rows = [(k, f"{self.recomputation_ratio:.4f}" if v is None else f"{v:,}") for k, v in counts
+                if v is not None or k == "recomputation ratio"]
         if len(self.peak_snapshots_by_storage) > 1:
             for level, k in sorted(self.peak_snapshots_by_storage.items()):
                 rows.append((f"peak snapshots in {level}", f"{k:,}"))
@@ -156,7 +159,7 @@ def simulate(schedule: Schedule | Iterable, chain: Chain | None = None, *, n_ste
     elif n_steps is None:
         raise TypeError(f"{where}: schedule must be a revolve.Schedule, or pass n_steps= with a plain iterable of actions")
     else:
-        n = n_steps
+        n = check_int(where, "n_steps", n_steps, minimum=1)
     if chain is not None:
         if not isinstance(chain, Chain):
             raise TypeError(f"{where}: chain must be a revolve.Chain, got {type(chain).__name__}")

@@ -1,0 +1,260 @@
+"""Every edge answers clearly (issue 16): files, hostile input, scale, the CLI's edges.
+
+Each bad-input test asserts the exception type and that the message names the argument and what is allowed.
+"""
+
+import json
+import os
+import stat
+from dataclasses import asdict
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import revolve
+from revolve import Advance, Chain, Record, Reverse, Schedule, Snapshot, binomial, periodic, simulate, store_all
+from revolve.cli import main
+from revolve.simulator import closed_form_stats
+
+
+def _one_line_error(capsys, *needles):
+    captured = capsys.readouterr()
+    err = captured.err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    for needle in needles:
+        assert needle in err, (needle, err)
+    return captured
+
+
+# -- Files ------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("argv,option", [
+    (["plan", "binomial", "--steps", "10", "--snapshots", "3", "--json", "/nonexistent/p.json"], "--json"),
+    (["plot", "tradeoff", "--steps", "10", "--out", "/nonexistent/folder"], "--out"),
+])
+def test_output_in_a_missing_folder_is_one_line_before_any_work(argv, option, capsys):
+    assert main(argv) == 2
+    captured = _one_line_error(capsys, option, "/nonexistent", "does not exist")
+    assert "forward evaluations" not in captured.out  # checked before the stats are computed
+    assert ".revolve-" not in captured.err
+
+
+def test_frontier_csv_at_a_folder_and_plot_out_at_a_file(tmp_path, capsys):
+    chain = tmp_path / "c.json"
+    chain.write_text(Chain(forward_cost=1, backward_cost=1, state_bytes=1, tape_bytes=1, n_steps=3).to_json())
+    assert main(["frontier", "--chain", str(chain), "--csv", str(tmp_path)]) == 2
+    _one_line_error(capsys, "--csv", "is a folder")
+    assert main(["plot", "frontier", "--chain", str(chain), "--out", str(chain)]) == 2
+    _one_line_error(capsys, "--out", "not a folder")
+
+
+def test_a_write_that_fails_is_one_line_status_1(tmp_path, capsys, monkeypatch):
+    def full(self, path, **kw):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Schedule, "save", full)
+    target = tmp_path / "s.json"
+    assert main(["plan", "binomial", "--steps", "10", "--snapshots", "3", "--json", str(target)]) == 1
+    _one_line_error(capsys, "--json", str(target), "No space left on device")
+
+
+def test_saved_files_get_the_umask_mode(tmp_path):
+    old = os.umask(0o022)
+    try:
+        binomial(10, snapshots=3).save(tmp_path / "a.json")
+        Schedule.from_actions([Record(0), Reverse(0)], n_steps=1).save(tmp_path / "b.json")
+    finally:
+        os.umask(old)
+    for name in ("a.json", "b.json"):
+        assert stat.S_IMODE(os.stat(tmp_path / name).st_mode) == 0o644
+    os.chmod(tmp_path / "a.json", 0o600)  # a replaced file keeps its mode
+    binomial(10, snapshots=3).save(tmp_path / "a.json")
+    assert stat.S_IMODE(os.stat(tmp_path / "a.json").st_mode) == 0o600
+
+
+def test_binary_schedule_file(tmp_path, capsys):
+    f = tmp_path / "bin.json"
+    f.write_bytes(b"\x89PNG\r\n\x1a\n\xff\xfe")
+    with pytest.raises(ValueError, match="not UTF-8"):
+        Schedule.load(f)
+    assert main(["simulate", str(f)]) == 2
+    _one_line_error(capsys, "not a schedule", "not UTF-8")
+
+
+# -- Hostile or odd input ---------------------------------------------------------------------------------
+def test_deeply_nested_schedule_json(tmp_path, capsys):
+    text = "[" * 200_000 + "]" * 200_000
+    with pytest.raises(ValueError, match="nested too deeply"):
+        Schedule.from_json(text)
+    f = tmp_path / "deep.json"
+    f.write_text(text)
+    assert main(["simulate", str(f)]) == 2
+    _one_line_error(capsys, "nested too deeply")
+
+
+def test_huge_integers_in_a_schedule():
+    doc = '{"format": "revolve-schedule", "version": 1, "n_steps": ' + "9" * 5000 + ', "actions": []}'
+    with pytest.raises(ValueError, match="not valid JSON") as info:
+        Schedule.from_json(doc)
+    assert len(str(info.value)) < 400
+
+
+@pytest.mark.parametrize("call,exc,needles", [
+    (lambda: revolve.parse_bytes(10**400), ValueError, ["memory", "positive, finite", "digits"]),
+    (lambda: revolve.parse_bytes(10**5000), ValueError, ["memory", "positive, finite", "digits"]),
+    (lambda: revolve.parse_bytes("-5MiB"), ValueError, ["memory", "positive", "negative"]),
+    (lambda: revolve.parse_bytes("1" * 8000), ValueError, ["memory", "at most 100 characters"]),
+    (lambda: revolve.parse_bytes(None), TypeError, ["memory", "size in bytes"]),
+    (lambda: revolve.optimal(Chain(forward_cost=1, backward_cost=1, state_bytes=1, tape_bytes=1, n_steps=3),
+                             memory=10**400), ValueError, ["memory", "finite"]),
+    (lambda: Chain(forward_cost=1, backward_cost=1, state_bytes=10**400, tape_bytes=1, n_steps=3),
+     ValueError, ["state_bytes", "finite and >= 0"]),
+    (lambda: Chain(forward_cost=1, backward_cost=1, state_bytes=[1, 10**400], tape_bytes=1),
+     ValueError, ["state_bytes[1]", "finite and >= 0"]),
+    (lambda: revolve.beta(True, 1), TypeError, ["revolve.beta", "s", "integer"]),
+    (lambda: revolve.beta(2, 1.0), TypeError, ["revolve.beta", "r", "integer"]),
+    (lambda: revolve.beta(10**6, 10**6), ValueError, ["revolve.beta", "at most", "bits", "lgamma"]),
+    (lambda: simulate([], n_steps=0), ValueError, ["revolve.simulate", "n_steps", ">= 1"]),
+    (lambda: simulate([], n_steps=-1), ValueError, ["revolve.simulate", "n_steps", ">= 1"]),
+    (lambda: simulate([], n_steps=True), TypeError, ["revolve.simulate", "n_steps", "integer"]),
+    (lambda: simulate([], n_steps=1.0), TypeError, ["revolve.simulate", "n_steps", "integer"]),
+    (lambda: Advance(0, 1.0), TypeError, ["revolve.Advance", "stop", "integer"]),
+    (lambda: Advance(-1, 1), ValueError, ["revolve.Advance", "start", ">= 0"]),
+    (lambda: Record(True), TypeError, ["revolve.Record", "step", "integer"]),
+    (lambda: Snapshot(0, storage=None), TypeError, ["revolve.Snapshot", "storage", "non-empty string"]),
+    (lambda: Snapshot(0, storage=""), ValueError, ["revolve.Snapshot", "storage", "non-empty string"]),
+    (lambda: revolve.Restore("1"), TypeError, ["revolve.Restore", "index", "integer"]),
+    (lambda: revolve.Discard(2.0), TypeError, ["revolve.Discard", "index", "integer"]),
+    (lambda: Reverse(-2), ValueError, ["revolve.Reverse", "step", ">= 0"]),
+])
+def test_bad_input_names_argument_and_range(call, exc, needles):
+    with pytest.raises(exc) as info:
+        call()
+    assert type(info.value) is exc
+    for needle in needles:
+        assert needle in str(info.value), (needle, str(info.value))
+    assert len(str(info.value)) < 400  # a huge value is summarized, not printed
+
+
+def test_parse_bytes_pathological_text_is_linear():
+    # the old pattern backtracked quadratically on a long run of digits that fails to match at its end
+    for text in ("1" * 99 + "x", "." * 99, "1." * 49 + "e"):
+        with pytest.raises(ValueError, match="must be a size like"):
+            revolve.parse_bytes(text)
+
+
+@given(st.floats(min_value=1e-3, max_value=1e15, allow_nan=False),
+       st.sampled_from(["", "B", "kB", "MB", "GB", "KiB", "MiB", "GiB", "TiB"]))
+@settings(max_examples=60, deadline=None)
+def test_parse_bytes_reads_what_repr_writes(value, unit):
+    factor = {"": 1, "B": 1, "kB": 1e3, "MB": 1e6, "GB": 1e9, "KiB": 1024, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40}
+    assert revolve.parse_bytes(f"{value!r}{unit}") == value * factor[unit]
+    assert revolve.parse_bytes(f"  {value!r} {unit} ") == value * factor[unit]
+
+
+def test_beta_still_exact_below_its_limit():
+    from math import comb
+
+    assert revolve.beta(5000, 5000) == comb(10_000, 5000)
+    assert revolve.beta(10**6, 3) == comb(10**6 + 3, 3)
+    assert revolve.beta(-1, 4) == 0
+
+
+# -- Scale ------------------------------------------------------------------------------------------------
+def test_closed_form_stats_equal_the_simulator():
+    for n in range(1, 50):
+        for k in range(1, 10):
+            for sched in (binomial(n, snapshots=k), periodic(n, every=k), store_all(n)):
+                replayed, closed = asdict(simulate(sched)), asdict(closed_form_stats(sched))
+                known = {f: v for f, v in closed.items() if v is not None}
+                assert known == {f: replayed[f] for f in known}, sched
+    assert closed_form_stats(Schedule.from_actions([Record(0), Reverse(0)], n_steps=1)) is None
+
+
+def test_cli_long_plans_answer_from_closed_forms(capsys):
+    n = 10**12
+    assert main(["plan", "binomial", "--steps", str(n), "--snapshots", "20"]) == 0
+    out = capsys.readouterr().out
+    assert f"{revolve.binomial_cost(n, snapshots=20):,}" in out and "closed form" in out
+    assert main(["plan", "store-all", "--steps", "1000000000"]) == 0
+    out = capsys.readouterr().out
+    assert "2,000,000,000" in out  # actions
+    assert main(["plan", "periodic", "--steps", "1000000000", "--every", "1000"]) == 0
+    assert "999,999,000" in capsys.readouterr().out  # advances
+
+
+# -- Schedule files ---------------------------------------------------------------------------------------
+def test_planner_schedule_file_is_small_and_regenerates(tmp_path):
+    path = tmp_path / "s.json"
+    binomial(10**6, snapshots=20).save(path)
+    assert os.path.getsize(path) < 1024
+    doc = json.loads(path.read_text())
+    assert doc["version"] == 2 and doc["revolve"] == revolve.__version__ and "actions" not in doc
+    back = Schedule.load(path)
+    assert repr(back) == repr(binomial(10**6, snapshots=20))
+    small = binomial(300, snapshots=5)
+    small.save(path)
+    assert list(Schedule.load(path)) == list(small)
+
+
+def test_mislabelled_schedule_is_saved_as_its_actions(tmp_path):
+    acts = [Snapshot(0), Advance(0, 1), Record(1), Reverse(1), Restore0 := revolve.Restore(0), Record(0), Reverse(0)]
+    fake = Schedule.from_actions(acts, n_steps=2, kind="binomial", params={"snapshots": 1})
+    path = tmp_path / "s.json"
+    fake.save(path)
+    assert json.loads(path.read_text())["version"] == 1
+    assert list(Schedule.load(path)) == acts and Restore0 in acts
+    with pytest.raises(ValueError, match="expand=False needs a planner's schedule"):
+        fake.save(path, expand=False)
+
+
+@pytest.mark.parametrize("doc,needles", [
+    ({"kind": "optimal", "params": {}}, ["kind 'optimal' names no planner", "binomial, periodic, store_all"]),
+    ({"kind": "binomial", "params": {"snapshots": 0}}, ["bad binomial params", "snapshots must be >= 1"]),
+    ({"kind": "periodic", "params": {}}, ["periodic planner takes params ['every']"]),
+])
+def test_bad_planner_document(doc, needles):
+    full = {"format": "revolve-schedule", "version": 2, "n_steps": 10, **doc}
+    with pytest.raises(ValueError) as info:
+        Schedule.from_json(json.dumps(full))
+    for needle in needles:
+        assert needle in str(info.value)
+
+
+def test_wrong_n_steps_is_found_before_the_actions_are_read(tmp_path, capsys):
+    # the actions are invalid; the n_steps check must answer first
+    doc = {"format": "revolve-schedule", "version": 1, "n_steps": 5, "actions": [{"op": "jump"}] * 3}
+    f = tmp_path / "s.json"
+    f.write_text(json.dumps(doc))
+    with pytest.raises(ValueError, match="n_steps=5 but n_steps=7 is expected"):
+        Schedule.load(f, n_steps=7)
+    chain = tmp_path / "c.json"
+    chain.write_text(Chain(forward_cost=1, backward_cost=1, state_bytes=1, tape_bytes=1, n_steps=7).to_json())
+    assert main(["simulate", str(f), "--chain", str(chain)]) == 2
+    _one_line_error(capsys, "n_steps=5", "n_steps=7")
+
+
+# -- the CLI's own edges ----------------------------------------------------------------------------------
+def test_version_and_bare_command(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0 and capsys.readouterr().out.strip() == f"revolve {revolve.__version__}"
+    assert main([]) == 2
+    assert "usage: revolve" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv", [
+    ["plan", "optimal", "--chain", "c.json", "--memory", "-5MiB"],
+    ["demo", "--memory", "-5MiB"],
+])
+def test_negative_memory_is_understood(argv, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "c.json").write_text(Chain(forward_cost=1, backward_cost=1, state_bytes=1, tape_bytes=1,
+                                           n_steps=3).to_json())
+    assert main(argv) == 2
+    _one_line_error(capsys, "--memory", "positive", "-5MiB")
+
+
+def test_huge_step_count_is_refused_in_one_line(capsys):
+    assert main(["plan", "binomial", "--steps", "9" * 5000, "--snapshots", "3"]) == 2
+    _one_line_error(capsys, "positive integer (at most 40 digits)")
