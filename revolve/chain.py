@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from fractions import Fraction
 import numbers
 import os
 from typing import Sequence, Union
@@ -12,7 +13,7 @@ import numpy as np
 
 from ._check import check_int
 
-__all__ = ["Chain"]
+__all__ = ["Chain", "fits_budget"]
 
 Number = Union[int, float]
 
@@ -73,6 +74,42 @@ def _as_values(where: str, name: str, value, length: int | None) -> tuple[np.nda
     return arr, None, len(items)
 
 
+# NOTE [ Exact sizes ]
+# Every finite float is a dyadic rational p / 2^k, so the sizes of a chain are exactly integers over one
+# common power-of-two denominator (``Chain.exact_sizes``). The simulator, ``min_memory`` and the DP of
+# ``revolve.optimal`` add and compare sizes as those integers, never as floats, so they agree to the
+# byte on every peak. A peak is reported as the float nearest its exact value (one rounding), and it
+# fits a budget when that reported float is at most the budget (``fits_budget``, ``budget_limit``): the
+# budget check is the same comparison everywhere, with no tolerance to tune.
+
+
+def to_float(value: int, den: int) -> float:
+    """The float nearest ``value / den`` (Python's int division rounds correctly, once)."""
+    return value / den
+
+
+def fits_budget(value: int, den: int, budget: float) -> bool:
+    """Whether an exact size ``value / den`` fits ``budget``: its nearest float is at most the budget (NOTE [ Exact sizes ])."""
+    return to_float(value, den) <= budget
+
+
+def budget_limit(budget: float, unit: Fraction) -> int:
+    """The largest integer p with ``p * unit`` fitting ``budget`` (NOTE [ Exact sizes ]); -1 when none does.
+
+    p * unit rounds to at most ``budget`` exactly when it lies below the midpoint between ``budget`` and
+    the next float, or on it when rounding to even picks ``budget``.
+    """
+    if not math.isfinite(budget):
+        raise ValueError(f"revolve.chain.budget_limit: budget must be finite, got {budget!r}")
+    if budget < 0:
+        return -1
+    mid = Fraction(budget) + Fraction(math.ulp(budget)) / 2
+    p = math.floor(mid / unit)
+    if p >= 0 and (p * unit).numerator / (p * unit).denominator > budget:
+        p -= 1  # exactly on the midpoint, and rounding to even goes up
+    return p
+
+
 class Chain:
     """Costs and sizes of a chain of ``n`` steps mapping states x_0 .. x_n.
 
@@ -109,7 +146,7 @@ class Chain:
         (100, 8000000.0, 24000000.0)
     """
 
-    __slots__ = ("n_steps", "_arrays", "_uniform", "_flags")
+    __slots__ = ("n_steps", "_arrays", "_uniform", "_flags", "_exact")
 
     def __init__(
         self,
@@ -160,6 +197,7 @@ class Chain:
             "tape_holds_input": _as_flags(where, "tape_holds_input", tape_holds_input, n_steps),
             "tape_holds_output": _as_flags(where, "tape_holds_output", tape_holds_output, n_steps),
         }
+        self._exact = None
 
     # -- access ---------------------------------------------------------------------------------
     def values(self, name: str) -> np.ndarray:
@@ -202,6 +240,25 @@ class Chain:
             raise ValueError(f"revolve.Chain.holds: unknown flag {name!r}; allowed: {', '.join(_FLAGS)}")
         arr = self._flags[name]
         return arr.copy() if arr is not None else np.zeros(self.n_steps, dtype=bool)
+
+    def exact_sizes(self) -> tuple[dict[str, list[int]], int]:
+        """Every size field as exact integers over one common denominator (NOTE [ Exact sizes ]).
+
+        Returns ``(sizes, den)``: ``sizes[name][k] / den`` equals ``values(name)[k]`` exactly, for
+        ``state_bytes``, ``tape_bytes``, the overheads and ``adjoint_bytes``; ``den`` is a power of two
+        (1 when every size is a whole number of bytes).
+
+        Example:
+            >>> Chain(forward_cost=1, backward_cost=1, state_bytes=[0.5, 2, 1.25], tape_bytes=3).exact_sizes()[1]
+            4
+        """
+        if self._exact is None:
+            names = ("state_bytes", "tape_bytes", *_OPTIONAL)
+            ratios = {name: [float(v).as_integer_ratio() for v in self.values(name).tolist()] for name in names}
+            den = max((q for rs in ratios.values() for _, q in rs), default=1)  # every q is a power of two
+            self._exact = ({name: [p * (den // q) for p, q in rs] for name, rs in ratios.items()}, den)
+        sizes, den = self._exact
+        return {name: list(v) for name, v in sizes.items()}, den
 
     @property
     def has_overheads(self) -> bool:

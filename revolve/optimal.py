@@ -30,13 +30,14 @@ import csv
 import math
 import warnings
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Iterator
 
 import numpy as np
 
 from ._check import check_int, check_real
 from .actions import Action, Advance, Discard, Record, Restore, Reverse, Snapshot
-from .chain import Chain
+from .chain import Chain, budget_limit
 from .errors import InfeasibleBudget, RevolveInternalError
 from .schedule import Schedule
 
@@ -64,6 +65,11 @@ class _Tables:
 # the chain's working-memory sizes, by the name ``_solve`` takes them under
 _WORKING_FIELDS = (("fo", "forward_overhead"), ("ro", "record_overhead"), ("bo", "backward_overhead"),
                    ("adj", "adjoint_bytes"))
+
+
+def _num(x: float) -> str:
+    """A byte count for a message: whole numbers without a fraction, others exactly (repr)."""
+    return str(int(x)) if float(x).is_integer() else repr(float(x))
 
 
 def _check_chain(where: str, chain) -> Chain:
@@ -187,6 +193,168 @@ def _solve(F, B, s_units, t_units, hin, hout, slots: int, fo=None, bo=None, adj=
                    choice=choice, choice_h=choice_h, top=W3[n, 0, :].copy())
 
 
+class _TooLarge(Exception):
+    """The Pareto lists outgrew their work limit (internal: ``optimal`` then plans in rounded units)."""
+
+
+_EMPTY = (np.zeros(0, np.int64), np.zeros(0), np.zeros(0, np.int32))
+_BASE = (np.zeros(1, np.int64), np.zeros(1), np.zeros(1, np.int32))  # nothing left to reverse: (0 units, time 0)
+
+
+def _prune(mem: np.ndarray, time: np.ndarray, ch: np.ndarray, limit: int) -> tuple:
+    """The Pareto-optimal points of (memory, time, choice) needing at most ``limit`` units: memory
+    increasing, time strictly decreasing. Ties in memory and time keep a record (choice 0) over a split.
+    """
+    if mem.size and mem.max() > limit:  # no sub-problem is ever given more than the budget
+        keep = mem <= limit
+        mem, time, ch = mem[keep], time[keep], ch[keep]
+    if mem.size <= 1:
+        return mem, time, ch
+    order = np.lexsort((time, mem))  # stable: among equal points the earlier part (a record) stays first
+    mem, time, ch = mem[order], time[order], ch[order]
+    keep = np.empty(mem.size, bool)
+    keep[0] = True
+    keep[1:] = time[1:] < np.minimum.accumulate(time)[:-1]
+    return mem[keep], time[keep], ch[keep]
+
+
+def _shift(lst: tuple, c: int, cost: float, floor: int) -> tuple:
+    """The list of ``rest`` after charging c units and ``cost`` time, needing at least ``floor`` units."""
+    mem, time, ch = lst
+    if not mem.size:
+        return _EMPTY
+    mem = mem + c
+    # points needing less than the floor all move onto it; of those only the last (fastest) survives
+    start = max(int(np.searchsorted(mem, floor, side="right")) - 1, 0)
+    mem = mem[start:].copy()
+    mem[0] = max(mem[0], floor)
+    return mem, time[start:] + cost, np.zeros(mem.size, np.int32)
+
+
+def _at(lst: tuple, q: np.ndarray) -> np.ndarray:
+    """The list's time with q units (the fastest point needing at most q); inf where none fits."""
+    mem, time, _ = lst
+    idx = np.searchsorted(mem, q, side="right") - 1
+    return np.where(idx >= 0, time[np.maximum(idx, 0)], np.inf)
+
+
+def _seg_at(pseg, pmem, ptime, qseg, q) -> np.ndarray:
+    """Many lists at once: the time of list qseg[x] with q[x] units, for points sorted by (segment, memory)."""
+    if not pseg.size:
+        return np.full(q.size, np.inf)
+    top = int(max(pmem.max(initial=0), q.max(initial=0))) + 1
+    if (int(pseg.max(initial=0)) + 2) * top < 2**62:
+        # one sorted key per point, segment-major: a search finds the last point of the query's segment
+        # needing at most q units (or a point of an earlier segment, rejected below)
+        idx = np.searchsorted(pseg * top + pmem, qseg * top + q, side="right") - 1
+    else:  # memory values too wide for one int64 key: sort points and queries together instead
+        npts = pseg.size
+        order = np.lexsort((np.concatenate((np.zeros(npts, bool), np.ones(q.size, bool))),
+                            np.concatenate((pmem, q)), np.concatenate((pseg, qseg))))
+        # why this works: points are already in (segment, memory) order, so the last point seen so far
+        # in sorted order is the one of greatest index
+        last = np.maximum.accumulate(np.where(order < npts, order, -1))
+        at_q = order >= npts
+        idx = np.empty(q.size, np.int64)
+        idx[order[at_q] - npts] = last[at_q]
+    ok = idx >= 0
+    ok[ok] = pseg[idx[ok]] == qseg[ok]
+    return np.where(ok, ptime[np.maximum(idx, 0)], np.inf)
+
+
+def _splits(i: int, lefts: list, rights: list, off: int, fcost: np.ndarray, floors) -> tuple:
+    """Every split j = i+1 .. k-1 at once: F_{i..j-1} + right_j(m - off) + left_j(m), for m >= floors[j]."""
+    nj = len(lefts)
+    js = np.arange(nj)
+    lseg = np.repeat(js, [a[0].size for a in lefts])
+    rseg = np.repeat(js, [a[0].size for a in rights])
+    lmem = np.concatenate([a[0] for a in lefts])
+    rmem = np.concatenate([a[0] for a in rights])
+    q = np.concatenate((lmem, rmem + off))
+    qseg = np.concatenate((lseg, rseg))
+    if floors is not None:
+        q = np.maximum(q, floors[qseg])
+    cost = fcost[qseg] + _seg_at(lseg, lmem, np.concatenate([a[1] for a in lefts]), qseg, q) \
+        + _seg_at(rseg, rmem, np.concatenate([a[1] for a in rights]), qseg, q - off)
+    ok = np.isfinite(cost)
+    return q[ok], cost[ok], (qseg[ok] + i + 1).astype(np.int32)
+
+
+def _solve_pareto(F, B, s, t, hin, hout, fo, ro, bo, adj, *, limit: int, max_points: float) -> dict:
+    """The DP of ``_solve`` over the memory values that can occur instead of over every unit.
+
+    Each sub-problem's time, as a function of the memory it is given, is a non-increasing step function;
+    it is kept as its Pareto list of (units needed, time, choice) breakpoints. Sizes are exact integers
+    (NOTE [ Exact sizes ] in revolve.chain), so nothing is rounded: the result is the optimum of the
+    DP's class for every budget up to ``limit`` units at once. The families and their recurrences are ``_solve``'s:
+
+      D(i, k) = F_i + B_i + rest(i+1, k) shifted by what recording step i charges
+      E(i, k) = min(D(i, k) from s_i on, min_j F_{i..j-1} + W(j, k)(m - s_i) + E(i, j)(m))
+      W(i, k) = min(D(i, k), E(i, k));   H(i, k) like E with x_i held by the tape of step i - 1
+
+    Raises ``_TooLarge`` once more than ``max_points`` breakpoints have been combined.
+    """
+    n = len(F)
+    Fpre = np.concatenate(([0.0], np.cumsum(F)))
+    working = fo is not None
+    use_h = bool(np.any(hout))
+    E: dict = {}
+    W: dict = {(k, k): _BASE for k in range(n + 1)}
+    H: dict = {(k, k): _BASE for k in range(n + 1)} if use_h else {}
+    work = 0
+    for length in range(1, n + 1):
+        for i in range(0, n - length + 1):
+            k = i + length
+            si = int(s[i])
+            cin = si if hin[i] else 0
+            cout = int(s[i + 1]) if hout[i] else 0
+            rest = H[i + 1, k] if hout[i] else W[i + 1, k]
+            c = int(t[i]) + cin + cout
+            floor_d = floor_h = 0
+            maxfo = None
+            if working:
+                back = int(adj[i + 1]) + int(bo[i])
+                floor_d = c + max(int(adj[k]) + int(ro[i]) + (0 if hin[i] else si), back)
+                floor_h = int(t[i]) + cout + max(int(adj[k]) + int(ro[i]), back)
+                if length >= 2:  # advancing from x_i (held) to x_j: x_l runs unheld, l = i+1 .. j-1
+                    later = np.maximum.accumulate(s[i + 1 : k - 1] + fo[i + 1 : k - 1])
+                    maxfo = np.maximum(int(fo[i]), np.concatenate(([0], later))) + int(adj[k])
+            D = _shift(rest, c, F[i] + B[i], floor_d)
+            parts = [_shift(D, 0, 0.0, si)]  # E may discard x_i first and record step i
+            fcost = Fpre[i + 1 : k] - Fpre[i]
+            if length >= 2:
+                parts.append(_splits(i, [E[i, j] for j in range(i + 1, k)], [W[j, k] for j in range(i + 1, k)], si,
+                                     fcost, None if maxfo is None else si + maxfo))
+                work += parts[-1][0].size
+            Ek = _prune(*(np.concatenate(x) for x in zip(*parts)), limit)
+            E[i, k] = Ek
+            W[i, k] = _prune(*(np.concatenate(x) for x in zip(D, Ek)), limit)
+            if use_h and i > 0 and hout[i - 1]:
+                parts = [_shift(rest, int(t[i]) + cout, F[i] + B[i], floor_h)]
+                if length >= 2:
+                    parts.append(_splits(i, [H[i, j] for j in range(i + 1, k)], [W[j, k] for j in range(i + 1, k)], 0,
+                                         fcost, maxfo))
+                    work += parts[-1][0].size
+                H[i, k] = _prune(*(np.concatenate(x) for x in zip(*parts)), limit)
+            if work > max_points:
+                raise _TooLarge
+    return {"E": E, "W": W, "H": H}
+
+
+def _pareto_actions(lists: dict, m: int, s_u, t_u, hin, hout) -> list[Action]:
+    """The schedule for W(0, n) with m units from the Pareto lists of ``_solve_pareto``."""
+    n = len(t_u)
+
+    def choose(i, k, mm, kind):
+        mem, _, ch = lists[kind][i, k]
+        idx = int(np.searchsorted(mem, mm, side="right")) - 1
+        if idx < 0:
+            raise RevolveInternalError(f"optimal: no feasible choice at ({kind}, {i}, {k}, {mm})")
+        return int(ch[idx])
+
+    return _rebuild(n, m, choose, s_u, t_u, hin, hout)
+
+
 def _rebuild(n: int, m0: int, choose, s_u, t_u, hin=None, hout=None) -> list[Action]:
     """Rebuild a schedule from the DP's decisions, iteratively (no recursion limit).
 
@@ -286,45 +454,71 @@ def _exact_unit(chain: Chain, memory: float) -> tuple[float, int] | None:
     return float(g), int(math.floor(memory / g))
 
 
-def _min_memory_choice(chain: Chain) -> tuple[float, dict]:
-    """The least peak memory (exact bytes) of any schedule in the DP's class, with the choices that reach it.
+_SIZE_FIELDS = ("state_bytes", "tape_bytes", *(name for _, name in _WORKING_FIELDS))
+_INT_LIMIT = 2**60  # sums of sizes in int64 units stay below this, so nothing overflows (sentinel 2^61)
 
-    The same sub-problems as ``_solve`` (E, W, H), with the peak instead of the time as the value.
+
+def _int_sizes(chain: Chain, *, up: bool = True) -> tuple[dict[str, np.ndarray], Fraction, bool]:
+    """The chain's sizes in whole units of one exact unit, as int64 arrays (NOTE [ Exact sizes ] in revolve.chain).
+
+    The unit is the greatest common divisor of the sizes (1 byte or coarser for whole-byte chains), so the
+    units are exact, unless their total would not fit int64: then the unit is doubled until it does and
+    sizes are rounded ``up`` (the plan fits) or down (a lower bound). Returns (units, unit, exact).
+    """
+    ints, den = chain.exact_sizes()
+    g = 0
+    for name in _SIZE_FIELDS:
+        for v in ints[name]:
+            g = math.gcd(g, v)
+    g = max(g, 1)
+    total = sum(sum(ints[name]) for name in _SIZE_FIELDS) // g
+    shift = max(0, (total // _INT_LIMIT).bit_length())
+    div = g << shift
+    out = {}
+    for name in _SIZE_FIELDS:
+        vals = [-(-v // div) if up else v // div for v in ints[name]]
+        out[name] = np.asarray(vals, dtype=np.int64)
+    return out, Fraction(div, den), shift == 0
+
+
+def _min_memory_choice(chain: Chain) -> tuple[float, dict]:
+    """The least peak memory of any schedule in the DP's class, with the choices that reach it.
+
+    The same sub-problems as ``_solve`` (E, W, H), with the peak instead of the time as the value, in
+    exact integer units (NOTE [ Exact sizes ]); the peak is returned as the float nearest it.
     """
     n = chain.n_steps
-    S = chain.values("state_bytes")
-    T = chain.values("tape_bytes")
+    units, unit, _ = _int_sizes(chain, up=True)
+    S, T = units["state_bytes"], units["tape_bytes"]
+    FO, RO, BO, A = (units[name] for _, name in _WORKING_FIELDS)
     hin = chain.holds("tape_holds_input")
     hout = chain.holds("tape_holds_output")
-    FO = chain.values("forward_overhead")
-    RO = chain.values("record_overhead")
-    BO = chain.values("backward_overhead")
-    A = chain.values("adjoint_bytes")
+    inf = 2**61
     working = chain.has_overheads  # then a step's input counts while it runs, unless it is held
-    W = np.full((n + 1, n + 1), np.inf)
-    E = np.full((n + 1, n + 1), np.inf)
-    H = np.full((n + 1, n + 1), np.inf)
+    W = np.full((n + 1, n + 1), inf, dtype=np.int64)
+    E = np.full((n + 1, n + 1), inf, dtype=np.int64)
+    H = np.full((n + 1, n + 1), inf, dtype=np.int64)
     ch: dict[tuple, int] = {}
     for k in range(n + 1):
-        W[k, k] = H[k, k] = 0.0
+        W[k, k] = H[k, k] = 0
     for length in range(1, n + 1):
         for i in range(0, n - length + 1):
             k = i + length
-            cout = S[i + 1] if hout[i] else 0.0
+            cout = int(S[i + 1]) if hout[i] else 0
             rest = (H if hout[i] else W)[i + 1, k]
             back = A[i + 1] + BO[i]  # reversing step i
             c_h = T[i] + cout
-            runs = A[k] + RO[i] + (0.0 if hin[i] or not working else S[i])  # recording step i
-            D = c_h + (S[i] if hin[i] else 0.0) + max(runs, back, rest)
+            runs = A[k] + RO[i] + (0 if hin[i] or not working else S[i])  # recording step i
+            D = c_h + (S[i] if hin[i] else 0) + max(runs, back, rest)
             best, c = max(S[i] + A[k], D), 0
             if length >= 2:
                 js = np.arange(i + 1, k)
                 later = np.maximum.accumulate(S[i + 1 : k - 1] * working + FO[i + 1 : k - 1])
-                adv = A[k] + np.maximum(FO[i], np.concatenate(([0.0], later)))  # advancing from x_i to x_j
+                adv = A[k] + np.maximum(FO[i], np.concatenate(([0], later)))  # advancing from x_i to x_j
                 cand = np.maximum(S[i] + np.maximum(adv, W[js, k]), E[i, js])
                 a = int(np.argmin(cand))
                 if cand[a] < best:
-                    best, c = float(cand[a]), int(js[a])
+                    best, c = int(cand[a]), int(js[a])
             E[i, k] = best
             ch[("E", i, k)] = c
             W[i, k] = min(best, D)
@@ -335,10 +529,10 @@ def _min_memory_choice(chain: Chain) -> tuple[float, dict]:
                     cand = np.maximum(np.maximum(adv, W[js, k]), H[i, js])
                     a = int(np.argmin(cand))
                     if cand[a] < best:
-                        best, c = float(cand[a]), int(js[a])
+                        best, c = int(cand[a]), int(js[a])
                 H[i, k] = best
                 ch[("H", i, k)] = c
-    return float(W[0, n]), ch
+    return int(W[0, n]) * unit.numerator / unit.denominator, ch
 
 
 def min_memory(chain: Chain) -> float:
@@ -402,12 +596,12 @@ def optimal(chain: Chain, *, memory: float, slots: int = DEFAULT_SLOTS, lower_bo
     n = chain.n_steps
     _check_size(where, n, slots, _n_tables(chain))
     need, min_choice = _min_memory_choice(chain)
-    if memory < need:
+    if need > memory:  # the same comparison as the simulator's: exact peak, rounded once (NOTE [ Exact sizes ])
         from .units import format_bytes
 
         raise InfeasibleBudget(
-            f"{where}: no schedule fits in memory={memory:.0f} bytes ({format_bytes(memory)}); the smallest "
-            f"budget with which one exists is {need:.0f} bytes ({format_bytes(need)})",
+            f"{where}: no schedule fits in memory={_num(memory)} bytes ({format_bytes(memory)}); the smallest "
+            f"budget with which one exists is {_num(need)} bytes ({format_bytes(need)})",
             budget=memory,
             minimum=need,
         )
@@ -417,17 +611,24 @@ def optimal(chain: Chain, *, memory: float, slots: int = DEFAULT_SLOTS, lower_bo
 
     everything = simulate(store_all(n), chain)
     if everything.peak_memory <= memory:  # no recomputation at all: nothing is faster
-        params.update(predicted_time=everything.time, lower_bound_time=everything.time, discretization_loss=0.0)
+        params.update(predicted_time=everything.time, lower_bound_time=everything.time, discretization_loss=0.0,
+                      certified_gap=0.0, method="store_all")
         return Schedule.from_actions(list(store_all(n)), n_steps=n, kind="optimal", params=params)
-    # Near the minimum, rounding sizes up can lose every plan: refine the units (while the work allows),
-    # first to the exact unit (the greatest common divisor of integral sizes: no rounding at all).
+    planned = _optimal_pareto(chain, memory, lower_bound=lower_bound)
+    if planned is not None:
+        actions, extra = planned
+        params.update(extra)
+        return Schedule.from_actions(actions, n_steps=n, kind="optimal", params=params)
+    # Too many distinct memory values for exact lists: the DP over ``slots`` rounded units.
+    # Near the minimum, rounding sizes up to units can lose every plan: refine the units (while the work
+    # allows), first to the exact unit (the greatest common divisor of integral sizes: no rounding at all).
     units = [_aligned_unit(chain, memory, slots)]
     exact = _exact_unit(chain, memory)
     if exact is not None and exact[1] <= slots:  # no more units than asked for, and nothing rounded
         units = [exact]
     elif exact is not None and (exact[1] <= 16 * slots or n**3 / 6 * exact[1] <= 5e8) \
             and (n + 1) ** 2 * exact[1] * 8 * _n_tables(chain) <= 2**30:  # affordable: seconds, under 1 GiB
-        units.append(exact)
+        units.insert(0, exact)  # exact first: a coarser unit's first feasible plan may be slower
     units += [_aligned_unit(chain, memory, slots * refine) for refine in (4, 16)]
     for attempt, (unit, m) in enumerate(units):
         if attempt:
@@ -443,21 +644,84 @@ def optimal(chain: Chain, *, memory: float, slots: int = DEFAULT_SLOTS, lower_bo
     if not math.isfinite(predicted):
         # The budget fits a schedule but rounding sizes up to units lost it: use the minimal-memory plan.
         warnings.warn(
-            f"{where}: memory={memory:.0f} is within rounding of the minimum {need:.0f}; returning the "
+            f"{where}: memory={_num(memory)} is within rounding of the minimum {_num(need)}; returning the "
             f"minimal-memory schedule, which may be slower than optimal (raise slots to refine)",
             stacklevel=2,
         )
         actions = _min_memory_actions(chain, min_choice)
-        params["predicted_time"] = None
+        params.update(predicted_time=None, method="min_memory")
         return Schedule.from_actions(actions, n_steps=n, kind="optimal", params=params)
     actions = _actions(tables, m)
-    params["predicted_time"] = predicted
+    params.update(predicted_time=predicted, method="units")
     if lower_bound:
         relaxed = _plan_tables(chain, unit, m, up=False)
         bound = float(relaxed.top[m])
         params["lower_bound_time"] = bound
-        params["discretization_loss"] = max(0.0, predicted - bound)
+        params["discretization_loss"] = params["certified_gap"] = max(0.0, predicted - bound)
     return Schedule.from_actions(actions, n_steps=n, kind="optimal", params=params)
+
+
+_MAX_POINTS = 1e7  # breakpoints the exact lists may combine (a few seconds) before ``optimal`` plans in rounded units
+_MAX_TRIPLES = 3e6  # (i, j, k) split triples, n^3 / 6: beyond it (n above ~260) the lists' Python loop is too slow
+
+
+def _pareto_lists(chain: Chain, units: dict, limit: int) -> dict:
+    """Run ``_solve_pareto`` on the chain with the given integer sizes."""
+    work = {}
+    if chain.has_overheads:
+        work = {k: units[name] for k, name in _WORKING_FIELDS}
+    else:
+        work = dict(fo=None, ro=None, bo=None, adj=None)
+    return _solve_pareto(chain.values("forward_cost"), chain.values("backward_cost"), units["state_bytes"],
+                         units["tape_bytes"], chain.holds("tape_holds_input"), chain.holds("tape_holds_output"),
+                         limit=min(limit, 2**62), max_points=_MAX_POINTS, **work)
+
+
+def _best_point(lists: dict, n: int, limit: int) -> tuple[int, float]:
+    """The index and time of the fastest plan of W(0, n) needing at most ``limit`` units (-1, inf if none)."""
+    mem, time, _ = lists["W"][0, n]
+    idx = int(np.searchsorted(mem, min(limit, 2**62), side="right")) - 1
+    return idx, (float(time[idx]) if idx >= 0 else math.inf)
+
+
+def _optimal_pareto(chain: Chain, memory: float, *, lower_bound: bool) -> tuple[list[Action], dict] | None:
+    """The exact plan from Pareto lists (NOTE [ Exact sizes ]); None when the lists would be too large.
+
+    With exact integer sizes the plan is the optimum of the DP's class: its certified gap is 0. When the
+    sizes span too many bits for int64 they are rounded up by a power of two (the plan fits) and down (a
+    lower bound), and the gap between the two is reported.
+    """
+    n = chain.n_steps
+    if n**3 / 6 > _MAX_TRIPLES:
+        return None
+    units, unit, exact = _int_sizes(chain, up=True)
+    limit = budget_limit(memory, unit)
+    try:
+        lists = _pareto_lists(chain, units, limit)
+    except _TooLarge:
+        return None
+    idx, predicted = _best_point(lists, n, limit)
+    if idx < 0:
+        if exact:
+            raise RevolveInternalError(f"optimal: the exact lists find no plan within memory={memory!r}, "
+                                       f"though min_memory says one exists")
+        return None  # rounded up by a power of two at the very minimum: let the unit DP try
+    m = int(lists["W"][0, n][0][idx])  # the units this plan needs: the sub-problems are rebuilt from it
+    actions = _pareto_actions(lists, m, units["state_bytes"], units["tape_bytes"],
+                              chain.holds("tape_holds_input"), chain.holds("tape_holds_output"))
+    bound = predicted
+    if not exact and lower_bound:
+        down, unit_d, _ = _int_sizes(chain, up=False)
+        try:
+            limit_d = budget_limit(memory, unit_d)
+            _, bound = _best_point(_pareto_lists(chain, down, limit_d), n, limit_d)
+        except _TooLarge:
+            bound = None
+    extra = {"predicted_time": predicted, "method": "exact" if exact else "pareto"}
+    if bound is not None and (exact or lower_bound):
+        extra.update(lower_bound_time=bound, discretization_loss=max(0.0, predicted - bound),
+                     certified_gap=max(0.0, predicted - bound))
+    return actions, extra
 
 
 def _min_memory_actions(chain: Chain, ch: dict) -> list[Action]:
