@@ -218,6 +218,10 @@ def _revolve_actions(n: int, s: int) -> Iterator[Action]:
     """
     new = _new
     set_start, set_stop, set_rec, set_rev = _set_start, _set_stop, _set_record_step, _set_reverse_step
+    if n == 1:  # x_0 is never needed again after its one step is recorded: a snapshot would go unread
+        yield _record(0)
+        yield _reverse(0)
+        return
     yield _snapshot(0)
     cur = 0  # the working state's index; -1 when it must be restored
     # pending left parts: (start, end, c); x_end is stored and is discarded once the right part is done

@@ -13,7 +13,7 @@ import numpy as np
 
 from ._check import check_int
 
-__all__ = ["Chain", "fits_budget"]
+__all__ = ["Chain"]
 
 Number = Union[int, float]
 
@@ -79,18 +79,8 @@ def _as_values(where: str, name: str, value, length: int | None) -> tuple[np.nda
 # common power-of-two denominator (``Chain.exact_sizes``). The simulator, ``min_memory`` and the DP of
 # ``revolve.optimal`` add and compare sizes as those integers, never as floats, so they agree to the
 # byte on every peak. A peak is reported as the float nearest its exact value (one rounding), and it
-# fits a budget when that reported float is at most the budget (``fits_budget``, ``budget_limit``): the
+# fits a budget when that reported float is at most the budget (``budget_limit`` in DP units): the
 # budget check is the same comparison everywhere, with no tolerance to tune.
-
-
-def to_float(value: int, den: int) -> float:
-    """The float nearest ``value / den`` (Python's int division rounds correctly, once)."""
-    return value / den
-
-
-def fits_budget(value: int, den: int, budget: float) -> bool:
-    """Whether an exact size ``value / den`` fits ``budget``: its nearest float is at most the budget (NOTE [ Exact sizes ])."""
-    return to_float(value, den) <= budget
 
 
 def budget_limit(budget: float, unit: Fraction) -> int:

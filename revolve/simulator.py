@@ -95,7 +95,7 @@ def closed_form_stats(schedule: Schedule) -> SimulationStats | None:
     """A planner schedule's stats from closed forms, without replaying it; None for other kinds.
 
     Known for ``binomial`` (advances t(n, s) of Griewank & Walther 2000, eq. (2); peak snapshots
-    min(s, max(n - 1, 1)); one live tape; actions, snapshot writes and restores are None), ``store_all``
+    min(s, n - 1) (n = 1 writes none); one live tape; actions, snapshot writes and restores are None), ``store_all``
     and ``periodic`` (every count). O(log n) time and O(1) memory, so n = 10^12 answers at once; the
     tests check every field against ``simulate`` on a sweep of small n.
 
@@ -113,7 +113,7 @@ def closed_form_stats(schedule: Schedule) -> SimulationStats | None:
         s = params["snapshots"]
         adv = binomial_cost(n, snapshots=s)
         counts = dict(actions=None, advances=adv, snapshot_writes=None, restores=None,
-                      peak_snapshots=min(s, max(n - 1, 1)), peak_tapes=1, levels={"ram": min(s, max(n - 1, 1))})
+                      peak_snapshots=min(s, n - 1), peak_tapes=1, levels={"ram": min(s, n - 1)} if n > 1 else {})
     elif kind == "store_all" and not params:
         counts = dict(actions=2 * n, advances=0, snapshot_writes=0, restores=0, peak_snapshots=0, peak_tapes=n, levels={})
     elif kind == "periodic" and set(params) == {"every"}:

@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, strategies as st
 
 import revolve
-from revolve import binomial, binomial_cost, min_snapshots, repetition_number, simulate
+from revolve import Record, Reverse, binomial, binomial_cost, min_snapshots, repetition_number, simulate
 
 from .oracles import brute_force_advances, brute_force_writes
 
@@ -37,8 +37,22 @@ def test_every_small_n_s_is_optimal_and_writes_fewest(tables):
             assert stats.peak_snapshots <= s, (n, s)
             assert stats.peak_tapes == 1
             assert stats.records == n
-            # x_0's snapshot plus the fewest writes among time-optimal schedules (Alg. 799's criterion)
-            assert stats.snapshot_writes == 1 + W[n, s], (n, s)
+            # x_0's snapshot (needed again unless n = 1) plus the fewest writes among time-optimal schedules
+            # (Alg. 799's criterion)
+            assert stats.snapshot_writes == (n > 1) + W[n, s], (n, s)
+
+
+def test_every_snapshot_written_is_read():
+    """No unread writes: each Snapshot(i) is followed by a Restore(i) (binomial(1, s) used to store x_0 for nothing)."""
+    from revolve import Restore, Snapshot
+
+    for n in range(1, 41):
+        for s in range(1, 9):
+            acts = list(binomial(n, snapshots=s))
+            for k, a in enumerate(acts):
+                if isinstance(a, Snapshot):
+                    assert Restore(a.index) in acts[k + 1:], (n, s, a)
+    assert list(binomial(1, snapshots=3)) == [Record(0), Reverse(0)]
 
 
 def test_brute_force_equals_closed_form_up_to_600():
