@@ -27,7 +27,7 @@ from .chain import Chain
 from .errors import InfeasibleBudget, RevolveInternalError
 from .schedule import Schedule
 from .simulator import SimulationStats, simulate
-from .storage import make_backend, state_nbytes
+from .storage import TerminationGuard, make_backend, state_nbytes
 
 __all__ = ["gradient", "GradientResult", "ExecutionStats", "measure_step", "plan_for_memory"]
 
@@ -214,15 +214,36 @@ def plan_for_memory(measure: StepMeasurement, n_steps: int, memory: float) -> Sc
     # Periodic checkpointing holds a whole segment's tapes: with room between Revolve's need and store-all's
     # it can recompute less. Its cost for every segment length k, in closed form (revolve.periodic):
     # snapshots (n-1)//k, k live tapes, forward evaluations n + ((n-1)//k) * k.
-    k = np.arange(1, n + 1, dtype=np.int64)
-    segments = (n - 1) // k
-    fits = segments * S + k * T <= memory
-    if fits.any():
-        evals = np.where(fits, n + segments * k, np.iinfo(np.int64).max)
-        j = int(np.argmin(evals))
-        if evals[j] < best_evals:
-            best = periodic(n, every=int(k[j]))
+    k = _best_periodic(n, S, T, memory)
+    if k is not None and n + ((n - 1) // k) * k < best_evals:
+        best = periodic(n, every=k)
     return best
+
+
+def _best_periodic(n: int, S: float, T: float, memory: float) -> int | None:
+    """The segment length k of the fewest forward evaluations n + q*k, q = (n-1)//k, with q*S + k*T <= memory.
+
+    The k sharing one quotient q form a block [(n-1)//(q+1) + 1, (n-1)//q]; within it q*k and the memory
+    q*S + k*T both grow with k, so only each block's first k competes. The blocks are visited from the
+    largest k down, and the search stops once no smaller k can do better (q*k >= n - k). Memory O(1) (an
+    array over every k would take 16 bytes per step: 16 GB at n = 10^9); ties go to the smallest k. The
+    k >= n (q = 0) are store-all, which the caller has ruled out.
+    """
+    if n < 2:
+        return None
+    # q*S <= memory  <=>  q <= floor(memory / S)  <=>  k > (n-1) / (floor(memory / S) + 1)
+    k_min = 1 if S <= 0 else (n - 1) // (int(memory // S) + 1) + 1
+    k = n - 1 if T <= 0 else min(n - 1, int(memory // T))
+    best_k, best_work = None, None
+    while k >= k_min:
+        q = (n - 1) // k
+        first = max((n - 1) // (q + 1) + 1, k_min)  # the first k of this block
+        if best_work is not None and n - first > best_work:
+            break  # every k <= first does at least n - k work
+        if q * S + first * T <= memory and (best_work is None or q * first <= best_work):
+            best_k, best_work = first, q * first
+        k = first - 1
+    return best_k
 
 
 def _tree_add(a, b):
@@ -386,6 +407,7 @@ def gradient(
     cur = 0
     i = -1
     wall = time.perf_counter()
+    guard = TerminationGuard(enabled=bool(set(predicted.peak_snapshots_by_storage) - {"ram"}))  # SIGTERM as SIGINT
     try:
         for level in predicted.peak_snapshots_by_storage:
             backends[level] = make_backend(level, storage.get(level))
@@ -477,6 +499,7 @@ def gradient(
         for backend in backends.values():
             backend.close()
         tapes.clear()
+        guard.restore()
     wall = time.perf_counter() - wall
     if adj is None or value is None:
         raise RevolveInternalError("executor: the schedule finished without reaching x_n")

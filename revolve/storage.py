@@ -2,7 +2,10 @@
 
 A backend stores a state (a pytree of numpy arrays) under a step index and gives it back. The disk
 backend writes each snapshot atomically (a temporary file renamed into place), checks a SHA-256 of its
-bytes on every restore, and removes its run folder when closed.
+bytes on every restore, and removes its run folder when closed. A run killed before it could close its
+folder (SIGKILL, a power cut) leaves the folder behind; each run folder names its process in a file
+``owner``, and the next ``DiskStorage`` in the same directory removes the folders of processes that are
+gone (``remove_stale_runs``).
 """
 
 from __future__ import annotations
@@ -11,14 +14,21 @@ import hashlib
 import json
 import os
 import shutil
+import signal
+import socket
 import tempfile
+import threading
+import warnings
 from typing import Any
 
 import numpy as np
 
 from ._io import atomic_file
 
-__all__ = ["RAMStorage", "DiskStorage", "SnapshotCorrupted", "make_backend"]
+__all__ = ["RAMStorage", "DiskStorage", "SnapshotCorrupted", "make_backend", "remove_stale_runs", "Terminated"]
+
+_RUN_PREFIX = "revolve-run-"
+_OWNER = "owner"  # file in a run folder: {"pid": ..., "host": ...} of the process writing it
 
 
 class SnapshotCorrupted(RuntimeError):
@@ -75,7 +85,20 @@ class DiskStorage:
         directory = os.fspath(directory)
         if not os.path.isdir(directory):
             raise ValueError(f"revolve.DiskStorage: directory {directory!r} does not exist or is not a directory")
-        self.root = tempfile.mkdtemp(prefix="revolve-run-", dir=directory)
+        removed = remove_stale_runs(directory)
+        if removed:
+            warnings.warn(f"revolve.DiskStorage: removed {len(removed)} run folder(s) left in {directory!r} by "
+                          f"processes that no longer run: {', '.join(map(os.path.basename, removed[:3]))}"
+                          f"{', ...' if len(removed) > 3 else ''}", stacklevel=2)
+        try:
+            self.root = tempfile.mkdtemp(prefix=_RUN_PREFIX, dir=directory)
+            with open(os.path.join(self.root, _OWNER), "w", encoding="utf-8") as f:
+                json.dump({"pid": os.getpid(), "host": socket.gethostname()}, f)
+        except OSError as e:
+            if getattr(self, "root", None):
+                shutil.rmtree(self.root, ignore_errors=True)
+            raise OSError(e.errno, f"revolve.gradient: cannot create a run folder for disk snapshots in "
+                                   f"{directory!r}: {e.strerror}; give storage= a writable directory") from None
         self._meta: dict[int, tuple[str, str, Any]] = {}  # index -> (path, sha256, tree)
 
     def _path(self, index: int) -> str:
@@ -86,12 +109,18 @@ class DiskStorage:
         header = json.dumps([[x.dtype.str, list(x.shape)] for x in leaves]).encode() + b"\n"
         h = hashlib.sha256(header)
         path = self._path(index)
-        with atomic_file(path, "wb") as f:
-            f.write(header)
-            for x in leaves:
-                data = np.ascontiguousarray(x).data
-                h.update(data)
-                f.write(data)
+        try:
+            with atomic_file(path, "wb") as f:
+                f.write(header)
+                for x in leaves:
+                    data = np.ascontiguousarray(x).data
+                    h.update(data)
+                    f.write(data)
+        except OSError as e:
+            # disk full, a read-only or vanished run folder: say which state and which folder
+            raise OSError(e.errno, f"revolve.gradient: cannot write the snapshot of state x_{index} "
+                                   f"({sum(x.nbytes for x in leaves):,} bytes) in the run folder {self.root!r}: "
+                                   f"{e.strerror}", path) from None
         self._meta[index] = (path, h.hexdigest(), tree)
         return int(sum(x.nbytes for x in leaves))
 
@@ -125,10 +154,100 @@ class DiskStorage:
             os.unlink(path)
         except FileNotFoundError:
             pass
+        except OSError as e:
+            raise OSError(e.errno, f"revolve.gradient: cannot remove the snapshot of state x_{index} from the run "
+                                   f"folder {self.root!r}: {e.strerror}", path) from None
 
     def close(self) -> None:
         self._meta.clear()
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM arrived during a run; raised like SIGINT's KeyboardInterrupt so that the run cleans up."""
+
+
+class TerminationGuard:
+    """While a run uses snapshot storage, SIGTERM unwinds it like SIGINT (its ``finally`` removes the run folder).
+
+    ``restore()`` puts the previous handler back and, if SIGTERM arrived, delivers it to that handler: the
+    default one then ends the process as SIGTERM would have, after the cleanup. Installed only in the main
+    thread (where Python runs signal handlers) and only when SIGTERM is not ignored.
+    """
+
+    def __init__(self, enabled: bool = True):
+        self.previous = None
+        self.received = None
+        if not enabled or threading.current_thread() is not threading.main_thread():
+            return
+        previous = signal.getsignal(signal.SIGTERM)
+        if previous is signal.SIG_IGN or previous is None:
+            return
+        self.previous = previous
+        signal.signal(signal.SIGTERM, self._handle)
+
+    def _handle(self, signum, frame):
+        self.received = (signum, frame)
+        raise Terminated("revolve.gradient: terminated by SIGTERM; its snapshot files were removed")
+
+    def restore(self) -> None:
+        if self.previous is None:
+            return
+        previous, self.previous = self.previous, None
+        signal.signal(signal.SIGTERM, previous)
+        if self.received is not None:
+            if previous is signal.SIG_DFL:
+                signal.raise_signal(signal.SIGTERM)  # end the process as SIGTERM would have
+            elif callable(previous):
+                previous(*self.received)
+
+
+def _process_gone(pid: int) -> bool:
+    """True when no process has id ``pid`` (on this machine)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # it exists, owned by someone else
+        return False
+    return False
+
+
+def remove_stale_runs(directory: str | os.PathLike) -> list[str]:
+    """Remove the ``revolve-run-*`` folders in ``directory`` whose process, on this host, no longer runs.
+
+    A run removes its folder when it ends, fails, or gets SIGINT or SIGTERM; only a SIGKILL or a crash of
+    the machine leaves one behind. Folders of running processes, of other hosts, or without an ``owner``
+    file (written by revolve before 0.1) are left alone: remove those by hand once no run uses them.
+
+    Returns:
+        The folders removed.
+
+    Example:
+        >>> import tempfile
+        >>> remove_stale_runs(tempfile.mkdtemp())
+        []
+    """
+    directory = os.fspath(directory)
+    removed = []
+    host = socket.gethostname()
+    try:
+        names = [n for n in os.listdir(directory) if n.startswith(_RUN_PREFIX)]
+    except OSError:
+        return removed
+    for name in names:
+        folder = os.path.join(directory, name)
+        try:
+            with open(os.path.join(folder, _OWNER), encoding="utf-8") as f:
+                owner = json.load(f)
+            pid, owner_host = int(owner["pid"]), owner["host"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if owner_host == host and pid != os.getpid() and _process_gone(pid):
+            shutil.rmtree(folder, ignore_errors=True)
+            if not os.path.exists(folder):
+                removed.append(folder)
+    return removed
 
 
 def make_backend(level: str, spec) -> RAMStorage | DiskStorage:

@@ -258,3 +258,169 @@ def test_negative_memory_is_understood(argv, capsys, tmp_path, monkeypatch):
 def test_huge_step_count_is_refused_in_one_line(capsys):
     assert main(["plan", "binomial", "--steps", "9" * 5000, "--snapshots", "3"]) == 2
     _one_line_error(capsys, "positive integer (at most 40 digits)")
+
+
+# -- disk snapshots: errors with context, signals, stale folders -------------------------------------------
+def _disk_schedule(n, s):
+    return Schedule.from_actions([Snapshot(a.index, "disk") if isinstance(a, Snapshot) else a
+                                  for a in binomial(n, snapshots=s)], n_steps=n)
+
+
+def _run_disk(tmp_path, step, n=12):
+    import numpy as np
+
+    from revolve import ad
+
+    return revolve.gradient(step, np.ones(3), n_steps=n, loss=lambda x: ad.sum(x), schedule=_disk_schedule(n, 3),
+                            storage={"disk": str(tmp_path)})
+
+
+def test_vanished_run_folder_names_state_and_folder(tmp_path):
+    import shutil
+
+    def step(x, p, i):
+        if i == 5:
+            for name in os.listdir(tmp_path):
+                shutil.rmtree(tmp_path / name)
+        return x * 1.5
+
+    with pytest.raises(FileNotFoundError) as info:
+        _run_disk(tmp_path, step)
+    msg = str(info.value)
+    assert "revolve.gradient: cannot write the snapshot of state x_" in msg and "revolve-run-" in msg
+    assert os.listdir(tmp_path) == []
+
+
+def test_disk_full_names_state_and_folder(tmp_path, monkeypatch):
+    import errno
+
+    import revolve.storage as storage
+
+    def full(path, mode="w", **kw):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(storage, "atomic_file", full)
+    with pytest.raises(OSError) as info:
+        _run_disk(tmp_path, lambda x, p, i: x * 1.5)
+    assert info.value.errno == errno.ENOSPC
+    assert "state x_0" in str(info.value) and "No space left on device" in str(info.value)
+    assert os.listdir(tmp_path) == []  # the run folder is removed all the same
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="needs a folder that this user cannot write")
+def test_read_only_directory(tmp_path):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    try:
+        with pytest.raises(PermissionError, match="cannot create a run folder for disk snapshots in"):
+            _run_disk(ro, lambda x, p, i: x * 1.5)
+    finally:
+        ro.chmod(0o700)
+
+
+_TERM_SCRIPT = """
+import sys, time, numpy as np, revolve
+from revolve import Schedule, Snapshot, binomial, ad
+n = 400
+sched = Schedule.from_actions([Snapshot(a.index, "disk") if isinstance(a, Snapshot) else a
+                               for a in binomial(n, snapshots=5)], n_steps=n)
+def step(x, p, i):
+    if i == 3:
+        print("ready", flush=True)
+    time.sleep(0.01)
+    return x * 1.001
+revolve.gradient(step, np.ones(4), n_steps=n, loss=lambda x: ad.sum(x), schedule=sched, storage={"disk": sys.argv[1]})
+"""
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX signals")
+def test_sigterm_removes_the_run_folder_and_sigkill_leftovers_are_removed_next_time(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import warnings
+
+    from revolve.storage import DiskStorage
+
+    script = tmp_path / "run.py"
+    script.write_text(_TERM_SCRIPT)
+    folder = tmp_path / "snaps"
+    folder.mkdir()
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        p = subprocess.Popen([sys.executable, str(script), str(folder)], stdout=subprocess.PIPE, text=True)
+        assert p.stdout.readline().strip() == "ready"
+        assert [n for n in os.listdir(folder) if n.startswith("revolve-run-")]  # snapshots are being written
+        p.send_signal(sig)
+        assert p.wait(timeout=60) == -sig  # the process still ends by the signal
+        p.stdout.close()
+        if sig == signal.SIGTERM:
+            assert os.listdir(folder) == []
+    left = os.listdir(folder)
+    assert len(left) == 1  # SIGKILL cannot be handled: its folder stays...
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        d = DiskStorage(folder)  # ...until the next run there removes it
+    assert any(left[0] in str(w.message) for w in caught)
+    assert os.listdir(folder) == [os.path.basename(d.root)]
+    d.close()
+    assert os.listdir(folder) == []
+
+
+def test_folders_of_live_processes_and_without_owner_stay(tmp_path):
+    from revolve.storage import DiskStorage, remove_stale_runs
+
+    d = DiskStorage(tmp_path)
+    (tmp_path / "revolve-run-old").mkdir()  # no owner file: left alone
+    assert remove_stale_runs(tmp_path) == []
+    assert sorted(os.listdir(tmp_path)) == sorted([os.path.basename(d.root), "revolve-run-old"])
+    d.close()
+
+
+# -- periodic search in revolve.gradient ------------------------------------------------------------------
+def _best_periodic_brute(n, S, T, memory):
+    best = None
+    for k in range(1, n):
+        q = (n - 1) // k
+        if q * S + k * T <= memory and (best is None or q * k < best[0]):
+            best = (q * k, k)
+    return None if best is None else best[1]
+
+
+@given(n=st.integers(1, 400), S=st.sampled_from([0, 1, 3, 8, 100.5]), T=st.sampled_from([0.0, 1, 2, 7, 50.25]),
+       frac=st.floats(0, 1.2))
+@settings(max_examples=300, deadline=None)
+def test_best_periodic_equals_brute_force(n, S, T, frac):
+    from revolve.executor import _best_periodic
+
+    memory = frac * n * max(T, 1)
+    assert _best_periodic(n, S, T, memory) == _best_periodic_brute(n, S, T, memory)
+
+
+def test_planning_a_billion_steps_does_not_allocate_with_n():
+    import tracemalloc
+
+    from revolve.executor import StepMeasurement, plan_for_memory
+
+    m = StepMeasurement(state_bytes=8, tape_bytes=80, forward_time=1.0, backward_time=1.0)
+    tracemalloc.start()
+    try:
+        plans = [plan_for_memory(m, 10**9, memory) for memory in (1024.0, 4e9, 8e10 - 1)]
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 1 << 20  # the old search built int64 arrays of n elements (gigabytes)
+    assert plans[0].kind == "binomial" and plans[1].kind == "periodic"
+    assert plans[1].params["every"] == _best_periodic_brute_closed(10**9, 8, 80, 4e9)
+
+
+def _best_periodic_brute_closed(n, S, T, memory):
+    # every quotient q <= 10^5 by brute force (its block's smallest k is best in the block); a block of larger
+    # q has k < n / 10^5, so q*k >= n - k > n - n / 10^5: the answer must beat that bound to be proven best
+    best = None
+    for q in range(1, 10**5 + 1):
+        k = (n - 1) // (q + 1) + 1
+        if (n - 1) // k == q and q * S + k * T <= memory and (best is None or q * k <= best[0]):
+            best = (q * k, k)
+    assert best[0] < n - n // 10**5
+    return best[1]
