@@ -19,17 +19,19 @@ import numpy as np
 __all__ = ["Primitive", "Tracer", "RevTracer", "JVPTracer", "Tape", "bind", "value_of", "shape_of"]
 
 _levels = itertools.count(1)
+_held: dict[int, list] = {}  # id -> [array, number of live tapes holding it read-only] (Tape.hold)
 _counter: list | None = None  # [ops, flops] while ops are counted (see revolve.ad.cost)
 
 
 class Primitive:
     """A primitive operation: its numpy implementation and a flop estimate. Its rules live in ``rules.py``.
 
-    ``keep_args`` (argument positions, or None for all) and ``keep_out`` say which values the VJP rule
-    reads; the tape keeps only those and a shape-only ``Meta`` for the rest.
+    ``retain`` (None: keep everything) maps a differentiated argument's position, or "*" for any, to what
+    its cotangent's rule reads: (argument positions, whether the output); the tape keeps the union over
+    the arguments traced in a call, and a shape-only ``Meta`` for the rest (``rules.RETAIN``).
     """
 
-    __slots__ = ("name", "impl", "vjp", "jvp", "flops", "keep_args", "keep_out")
+    __slots__ = ("name", "impl", "vjp", "jvp", "flops", "retain")
 
     def __init__(self, name: str, impl: Callable, flops: Callable | None = None):
         self.name = name
@@ -37,8 +39,24 @@ class Primitive:
         self.vjp: Callable | None = None
         self.jvp: Callable | None = None
         self.flops = flops
-        self.keep_args: tuple | None = None
-        self.keep_out = True
+        self.retain: dict | None = None
+
+    def kept(self, parents) -> tuple[frozenset | None, bool]:
+        """What the tape keeps when the arguments at ``parents``' positions are traced: (positions, output)."""
+        retain = self.retain
+        if retain is None:
+            return None, True
+        args: frozenset = frozenset()
+        out = False
+        for pos, _ in parents:
+            entry = retain.get(pos) or retain.get("*")
+            if entry is not None:
+                args = args | entry[0]
+                out = out or entry[1]
+        return args, out
+
+    def __repr__(self) -> str:
+        return f"Primitive({self.name})"
 
 
 class Meta:
@@ -57,9 +75,6 @@ class Meta:
 def _slim(v):
     """A shape-only stand-in for an array (or tracer) the tape need not keep; scalars stay as they are."""
     return Meta(v) if isinstance(v, (np.ndarray, Tracer)) else v
-
-    def __repr__(self) -> str:
-        return f"Primitive({self.name})"
 
 
 def _freeze(v) -> None:
@@ -172,6 +187,17 @@ class Tracer:
     def __array__(self, dtype=None, copy=None):
         raise self._conversion("conversion to a numpy array (np.asarray, np.array or a numpy function without "
                                "a revolve.ad rule)")
+
+    # -- numpy's protocols: np.sin(u), np.roll(u, 1), ... on a tracer run the engine's ops (numpy_dispatch.py)
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        from .numpy_dispatch import dispatch_ufunc
+
+        return dispatch_ufunc(ufunc, method, inputs, kwargs)
+
+    def __array_function__(self, func, types, args, kwargs):
+        from .numpy_dispatch import dispatch_function
+
+        return dispatch_function(func, args, kwargs)
 
     # -- operators ------------------------------------------------------------------------------------
     def __add__(self, o):
@@ -292,11 +318,37 @@ class Node:
 class Tape:
     """The nodes of one reverse-mode level, in execution order (a topological order by construction)."""
 
-    __slots__ = ("level", "nodes")
+    __slots__ = ("level", "nodes", "held")
 
     def __init__(self):
         self.level = next(_levels)
         self.nodes: list[Node | None] = []  # None marks an input
+        self.held: list[np.ndarray] = []  # the caller's constant arrays made read-only while this tape lives
+
+    def hold(self, v) -> None:
+        """Keep a constant array (a closure's, the caller's) read-only while this tape lives (NOTE [ Arrays a
+        tape keeps ] in transforms.py); its flag comes back when the last tape holding it is freed."""
+        if not (isinstance(v, np.ndarray) and v.flags.writeable):
+            if isinstance(v, np.ndarray) and id(v) in _held:
+                _held[id(v)][1] += 1
+                self.held.append(v)
+            return
+        v.flags.writeable = False
+        _held[id(v)] = [v, 1]
+        self.held.append(v)
+
+    def __del__(self):
+        for v in self.held:
+            entry = _held.get(id(v))
+            if entry is None or entry[0] is not v:
+                continue
+            entry[1] -= 1
+            if entry[1] == 0:
+                del _held[id(v)]
+                try:
+                    v.flags.writeable = True
+                except ValueError:  # its base became read-only meanwhile: leave it so
+                    pass
 
     def new_input(self, value) -> "RevTracer":
         self.nodes.append(None)
@@ -379,17 +431,22 @@ class RevTracer(Tracer):
             else:
                 vals.append(a)
         out = bind(prim, *vals, **params)
-        # keep only what the VJP rule reads (NOTE: rules of primitives with keep_args/keep_out read the
-        # other values' shapes only), so that the tape does not hold every intermediate array
-        keep = prim.keep_args
+        # keep only what the VJP rule reads for the arguments traced here (rules.RETAIN), so that the tape
+        # does not hold every intermediate array
+        keep, keep_out = prim.kept(parents)
         kept = vals if keep is None else [v if k in keep else _slim(v) for k, v in enumerate(vals)]
         # NOTE [ Arrays a tape keeps ] (transforms.py): what the tape keeps of this level's values is made
         # read-only, so nothing can change it before the pullback reads it
+        traced = [False] * len(vals)
         for pos, _ in parents:
+            traced[pos] = True
             _freeze(kept[pos])
-        if prim.keep_out:
+        for v, t in zip(kept, traced):
+            if not t and isinstance(v, np.ndarray):
+                tape.hold(v)
+        if keep_out:
             _freeze(out)
-        tape.nodes.append(Node(prim, kept, params, parents, out if prim.keep_out else _slim(out)))
+        tape.nodes.append(Node(prim, kept, params, parents, out if keep_out else _slim(out)))
         return RevTracer(out, tape, len(tape.nodes) - 1)
 
     def __repr__(self) -> str:

@@ -242,23 +242,25 @@ def jvp_where(t, ans, c, x, y):
 
 # ---- linear algebra --------------------------------------------------------------------------------
 
-def _as_matrices(a, b):
-    """Promote 1-D operands as numpy's matmul does: a -> (1, k), b -> (k, 1)."""
-    sa, sb = _shape(a), _shape(b)
-    a2 = o.reshape(a, (1, sa[0])) if len(sa) == 1 else a
-    b2 = o.reshape(b, (sb[0], 1)) if len(sb) == 1 else b
-    return a2, b2
+def _matrix_shape(s, first: bool):
+    """The shape numpy's matmul promotes a 1-D operand to: (1, k) for the first, (k, 1) for the second."""
+    if len(s) != 1:
+        return s
+    return (1, s[0]) if first else (s[0], 1)
 
 
 def vjp_matmul(g, ans, want, a, b):
-    a2, b2 = _as_matrices(a, b)
-    out2 = np.broadcast_shapes(_shape(a2)[:-2], _shape(b2)[:-2]) + (_shape(a2)[-2], _shape(b2)[-1])
+    # each cotangent reads only the other operand (RETAIN), so only that one is reshaped
+    sa, sb = _matrix_shape(_shape(a), True), _matrix_shape(_shape(b), False)
+    out2 = np.broadcast_shapes(sa[:-2], sb[:-2]) + (sa[-2], sb[-1])
     g2 = o.reshape(g, out2)
     ga = gb = None
     if want[0]:
-        ga = o.reshape(unb(o.matmul(g2, o.swapaxes(b2, -1, -2)), _shape(a2)), _shape(a))
+        b2 = o.reshape(b, sb) if _shape(b) != sb else b
+        ga = o.reshape(unb(o.matmul(g2, o.swapaxes(b2, -1, -2)), sa), _shape(a))
     if want[1]:
-        gb = o.reshape(unb(o.matmul(o.swapaxes(a2, -1, -2), g2), _shape(b2)), _shape(b))
+        a2 = o.reshape(a, sa) if _shape(a) != sa else a
+        gb = o.reshape(unb(o.matmul(o.swapaxes(a2, -1, -2), g2), sb), _shape(b))
     return (ga, gb)
 
 
@@ -407,36 +409,40 @@ RULES = {
 }
 
 
-#: What each VJP rule reads: primitive name -> (argument positions whose values it reads, reads the output?).
-#: Everything else is kept by the tape as shape and dtype only. A primitive missing here keeps everything.
+#: What each VJP rule reads, per differentiated argument: primitive name -> {argument position (or "*" for
+#: any position): (positions of the arguments whose values that cotangent reads, whether it reads the
+#: output)}. The tape keeps the union over the arguments traced in that call and a shape-only ``Meta`` for
+#: the rest (so ``c * x`` keeps c, not x; ``x ** 2`` keeps x, not its output); a position missing from an
+#: entry reads nothing, and a primitive missing here keeps everything. A rule must read only what its
+#: entry names for the arguments it is asked for (``want``): the tests run every rule on tapes kept this way.
 RETAIN = {
-    "add": ((), False),
-    "subtract": ((), False),
-    "multiply": ((0, 1), False),
-    "divide": ((1,), True),
-    "negative": ((), False),
-    "power": ((0, 1), True),
-    "exp": ((), True),
-    "log": ((0,), False),
-    "sin": ((0,), False),
-    "cos": ((0,), False),
-    "tanh": ((), True),
-    "sqrt": ((), True),
-    "abs": ((0,), False),
-    "sign": ((), False),
-    "maximum": ((0, 1), False),
-    "minimum": ((0, 1), False),
-    "where": ((0,), False),
-    "matmul": ((0, 1), False),
-    "sum": ((), False),
-    "reshape": ((), False),
-    "transpose": ((), False),
-    "getitem": ((), False),
-    "scatter_add": ((), False),
-    "concatenate": ((), False),
-    "stack": ((), False),
-    "roll": ((), False),
-    "broadcast_to": ((), False),
+    "add": {},
+    "subtract": {},
+    "multiply": {0: ((1,), False), 1: ((0,), False)},
+    "divide": {0: ((1,), False), 1: ((1,), True)},
+    "negative": {},
+    "power": {0: ((0, 1), False), 1: ((0, 1), True)},
+    "exp": {0: ((), True)},
+    "log": {0: ((0,), False)},
+    "sin": {0: ((0,), False)},
+    "cos": {0: ((0,), False)},
+    "tanh": {0: ((), True)},
+    "sqrt": {0: ((), True)},
+    "abs": {0: ((0,), False)},
+    "sign": {},
+    "maximum": {0: ((0, 1), False), 1: ((0, 1), False)},
+    "minimum": {0: ((0, 1), False), 1: ((0, 1), False)},
+    "where": {1: ((0,), False), 2: ((0,), False)},
+    "matmul": {0: ((1,), False), 1: ((0,), False)},
+    "sum": {},
+    "reshape": {},
+    "transpose": {},
+    "getitem": {},
+    "scatter_add": {},
+    "concatenate": {},
+    "stack": {},
+    "roll": {},
+    "broadcast_to": {},
 }
 
 
@@ -451,4 +457,4 @@ def install() -> None:
         prim = o.PRIMITIVES[name]
         prim.vjp, prim.jvp = vjp, jvp
         if name in RETAIN:
-            prim.keep_args, prim.keep_out = frozenset(RETAIN[name][0]), RETAIN[name][1]
+            prim.retain = {pos: (frozenset(args), out) for pos, (args, out) in RETAIN[name].items()}

@@ -95,6 +95,9 @@ def _owned_input(x, policy: str):
     - "own" (the executor's states, which nobody else holds): made read-only itself;
     - "view" (the executor's parameters, the caller's to update between runs): a read-only view, so the
       caller's own array keeps its flags.
+    A constant the tape keeps (an array the function closes over, ``c`` in ``c * x``) is not copied: it is
+    made read-only while a tape that keeps it lives, and writeable again when the last such tape is freed
+    (``Tape.hold``), so changing it in place before the pullback runs raises numpy's read-only error.
     """
     if not isinstance(x, np.ndarray):
         return x
