@@ -481,6 +481,9 @@ def _int_sizes(chain: Chain, *, up: bool = True) -> tuple[dict[str, np.ndarray],
     return out, Fraction(div, den), shift == 0
 
 
+_MIN_MEMORY_MAX_STEPS = 1500  # n(n+1)/2 sub-problems of a Python loop: about a minute at this length
+
+
 def _min_memory_choice(chain: Chain) -> tuple[float, dict]:
     """The least peak memory of any schedule in the DP's class, with the choices that reach it.
 
@@ -488,6 +491,12 @@ def _min_memory_choice(chain: Chain) -> tuple[float, dict]:
     exact integer units (NOTE [ Exact sizes ]); the peak is returned as the float nearest it.
     """
     n = chain.n_steps
+    if n > _MIN_MEMORY_MAX_STEPS:  # checked before any array of n elements is made
+        raise ValueError(
+            f"revolve.min_memory: a chain of {n} steps has {n * (n + 1) // 2:,} sub-problems; min_memory (and "
+            f"optimal, which starts with it) plans chains of at most {_MIN_MEMORY_MAX_STEPS} steps (about a minute); "
+            f"group steps into fewer stages, or use revolve.binomial for uniform chains (any length, O(1) memory)"
+        )
     units, unit, _ = _int_sizes(chain, up=True)
     S, T = units["state_bytes"], units["tape_bytes"]
     FO, RO, BO, A = (units[name] for _, name in _WORKING_FIELDS)
@@ -594,6 +603,7 @@ def optimal(chain: Chain, *, memory: float, slots: int = DEFAULT_SLOTS, lower_bo
     memory = check_real(where, "memory", memory, positive=True)
     slots = check_int(where, "slots", slots, minimum=1)
     n = chain.n_steps
+    _check_size(where, n, slots)  # first without _n_tables, which makes n booleans
     _check_size(where, n, slots, _n_tables(chain))
     need, min_choice = _min_memory_choice(chain)
     if need > memory:  # the same comparison as the simulator's: exact peak, rounded once (NOTE [ Exact sizes ])
@@ -814,6 +824,7 @@ def frontier(chain: Chain, *, slots: int = DEFAULT_SLOTS, max_memory: float | No
     chain = _check_chain(where, chain)
     slots = check_int(where, "slots", slots, minimum=1)
     n = chain.n_steps
+    _check_size(where, n, slots)  # first without _n_tables, which makes n booleans
     _check_size(where, n, slots, _n_tables(chain))
     if max_memory is None:
         from .baselines import store_all

@@ -424,3 +424,22 @@ def _best_periodic_brute_closed(n, S, T, memory):
             best = (q * k, k)
     assert best[0] < n - n // 10**5
     return best[1]
+
+
+@pytest.mark.parametrize("call,needles", [
+    (lambda c: revolve.optimal(c, memory=100), ["revolve.optimal", "10000000000000 steps", "revolve.binomial"]),
+    (lambda c: revolve.frontier(c), ["revolve.frontier", "10000000000000 steps", "revolve.binomial"]),
+    (lambda c: revolve.min_memory(c), ["revolve.min_memory", "at most 1500 steps", "revolve.binomial"]),
+])
+def test_dp_planners_refuse_huge_chains_before_allocating(call, needles):
+    chain = Chain(forward_cost=1, backward_cost=1, state_bytes=1, tape_bytes=1, n_steps=10**13)
+    with pytest.raises(ValueError) as info:  # was a MemoryError (n booleans, or n + 1 floats, made first)
+        call(chain)
+    for needle in needles:
+        assert needle in str(info.value)
+
+
+def test_min_memory_size_guard():
+    chain = Chain(forward_cost=1, backward_cost=1, state_bytes=1, tape_bytes=1, n_steps=1501)
+    with pytest.raises(ValueError, match="at most 1500 steps"):
+        revolve.min_memory(chain)
