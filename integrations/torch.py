@@ -309,12 +309,76 @@ class _Timer:
 
 # ---- profiling ---------------------------------------------------------------------------------------
 
-def _grad_inputs(layer: nn.Module, x_in: torch.Tensor) -> list:
-    """What a layer's backward differentiates for: its input's gradient edge (if any) and its parameters."""
-    return ([get_gradient_edge(x_in)] if x_in.requires_grad else []) + [p for p in layer.parameters() if p.requires_grad]
+def _grad_inputs(layer: nn.Module, x_in: torch.Tensor, extra: list = ()) -> list:
+    """What a layer's backward differentiates for: its input's gradient edge (if any), its parameters and the
+    tensors it reaches from outside (``_reached_from_outside``)."""
+    own = [p for p in layer.parameters() if p.requires_grad]
+    return ([get_gradient_edge(x_in)] if x_in.requires_grad else []) + own + list(extra)
 
 
-def _working_memory(layer: nn.Module, x: torch.Tensor, held_by_tape: int) -> tuple[float, float, float]:
+_MARK: list = []
+
+
+def _sequence_mark() -> int:
+    """The sequence number of a fresh autograd node: every node created later on this thread has a larger one."""
+    if not _MARK:
+        _MARK.append(torch.zeros((), requires_grad=True))
+    with torch.enable_grad():
+        return _MARK[0].view(()).grad_fn._sequence_nr()
+
+
+_OUTSIDE = (
+    "revolve.integrations.torch: layer {i} ({layer}) uses a tensor that requires grad and was computed outside "
+    "the layer ({what}, reached through {node}); checkpointing cannot give it its gradient (the graph that "
+    "made it is not the layer's to recompute or free). Compute it inside the layer, or keep its source as an "
+    "nn.Parameter that the layer reads directly"
+)
+
+
+def _cached_cast(node) -> bool:
+    """Whether an autograd node is a cast of leaves (what autocast's cache keeps across layers: older, but part
+    of the leaf's use, so the walk goes on to the leaf)."""
+    return node.name() == "ToCopyBackward0" and all(
+        n is not None and getattr(n, "variable", None) is not None for n, _ in node.next_functions)
+
+
+def _reached_from_outside(i: int, layer: nn.Module, x_in: torch.Tensor, out: torch.Tensor, mark: int) -> list:
+    """Leaf tensors requiring grad that layer ``i``'s recorded graph reaches beyond its own parameters and input.
+
+    A closure over an ``nn.Parameter``, or a learned bias the layer holds without registering it, is not in
+    ``layer.parameters()``; made an input of the autograd Function, it gets its exact gradient. The walk
+    goes from the output to the input's node (``x_in``'s), stopping at leaves. A node created before the
+    layer ran (its sequence number is below ``mark``) other than the input's and autocast's cached casts of
+    leaves is a non-leaf tensor computed outside the layer: its gradient cannot be given exactly, so this
+    raises, naming it.
+    """
+    if not out.requires_grad or out.grad_fn is None:
+        return []
+    own = {id(p) for p in layer.parameters()}
+    start = get_gradient_edge(x_in).node if x_in.requires_grad else None
+    found, seen, stack = {}, {}, [(out.grad_fn, 0)]
+    while stack:
+        node, nr = stack.pop()
+        if node is None or id(node) in seen or node is start:
+            continue
+        seen[id(node)] = node  # kept alive, so that ids are not reused during the walk
+        variable = getattr(node, "variable", None)
+        if variable is not None:  # AccumulateGrad: a leaf
+            if id(variable) not in own:
+                found[id(variable)] = variable
+            continue
+        if node._sequence_nr() < mark and not _cached_cast(node):
+            try:
+                meta = node._input_metadata[nr]
+                what = f"shape {tuple(meta.shape)}, {meta.dtype}"
+            except (AttributeError, IndexError):
+                what = "shape unknown"
+            raise RuntimeError(_OUTSIDE.format(i=i, layer=type(layer).__name__, what=what, node=node.name()))
+        stack.extend(node.next_functions)
+    return list(found.values())
+
+
+def _working_memory(layer: nn.Module, x: torch.Tensor, held_by_tape: int, extra: list) -> tuple[float, float, float]:
     """A layer's moment peaks beyond what is held, its input aside: (forward, record, backward) overheads.
 
     Measured once with ``PeakStorages``: the storages the no-grad forward creates (output, temporaries);
@@ -336,7 +400,7 @@ def _working_memory(layer: nn.Module, x: torch.Tensor, held_by_tape: int) -> tup
         record = max(0, m.peak - held_by_tape)
         if out.requires_grad and out is not x_in:
             edge = get_gradient_edge(out)
-            inputs = _grad_inputs(layer, x_in)
+            inputs = _grad_inputs(layer, x_in, extra)
             adjoint = [torch.ones_like(out)]
             incoming = _storage_key(adjoint[0])[1]
             del out  # the runner drops the working state before a reverse
@@ -376,7 +440,12 @@ def profile(model, example_input: torch.Tensor, *, repeats: int = 5, working_mem
         >>> chain.n_steps, chain.state(0), chain.state(1)
         (2, 0.0, 128.0)
     """
-    where = "revolve.integrations.torch.profile"
+    return _profile(model, example_input, repeats=repeats, working_memory=working_memory)[0]
+
+
+def _profile(model, example_input: torch.Tensor, *, repeats: int, working_memory: bool,
+             where: str = "revolve.integrations.torch.profile") -> tuple[Chain, list]:
+    """``profile``, and per layer the leaf tensors requiring grad it reaches beyond its parameters and input."""
     layers = _layers(model, where)
     x = _check_input(layers, example_input, where)
     owned = _owned_keys(t for m in layers for t in [*m.parameters(), *m.buffers()])
@@ -384,6 +453,7 @@ def profile(model, example_input: torch.Tensor, *, repeats: int = 5, working_mem
     fwd, bwd, states, tapes, holds_in, holds_out = [], [], [0.0], [], [], []
     f_over, r_over, b_over, adjoints = [], [], [], [float(_storage_key(x)[1]) if x.is_floating_point() else 0.0]
     saved_buffers = [(b, b.detach().clone()) for m in layers for b in m.buffers()]
+    extras: list = []  # per layer: leaves requiring grad reached from outside (_reached_from_outside)
     try:
         with torch.random.fork_rng(devices=_rng_devices(x)):
             for li, layer in enumerate(layers):
@@ -397,11 +467,15 @@ def profile(model, example_input: torch.Tensor, *, repeats: int = 5, working_mem
                     ft.append(timer.seconds)
                     saved = _SavedStorages(owned)
                     x_in = _graph_input(x) if x.is_floating_point() else x.detach()
+                    mark = _sequence_mark()
                     with _Timer(x.device) as timer:
                         with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(saved.pack, saved.unpack), \
                                 _no_in_place(li, layer):
                             out = layer(x_in)
-                        inputs = _grad_inputs(layer, x_in)
+                        if rep == 0:  # the warm-up finds what the layer reaches from outside (not timed later)
+                            extras.append(_reached_from_outside(li, layer, x_in, out, mark))
+                            owned |= _owned_keys(extras[-1])
+                        inputs = _grad_inputs(layer, x_in, extras[li])
                         if out.requires_grad and out is not x_in:
                             torch.autograd.grad([out], inputs, [torch.ones_like(out)], allow_unused=True)
                     bt.append(max(timer.seconds - ft[-1], 0.0))
@@ -420,7 +494,7 @@ def profile(model, example_input: torch.Tensor, *, repeats: int = 5, working_mem
                 holds_out.append(keeps_out)
                 if working_memory:
                     kept_out = keys[out_key] if keeps_out else 0
-                    fo, ro, bo = _working_memory(layer, x, int(tape) + kept_out)
+                    fo, ro, bo = _working_memory(layer, x, int(tape) + kept_out, extras[li])
                     f_over.append(fo)  # the input counts while the layer runs unless held: the simulator adds it
                     r_over.append(ro)
                     b_over.append(bo)
@@ -449,7 +523,7 @@ def profile(model, example_input: torch.Tensor, *, repeats: int = 5, working_mem
         # are held beside the adjoint of x_k (a parameter shared by layers counts at the last of them)
         owner: dict[int, tuple[int, int]] = {}
         for li, layer in enumerate(layers):
-            for p in layer.parameters():
+            for p in [*layer.parameters(), *extras[li]]:
                 if p.requires_grad:
                     owner[id(p)] = (li, p.numel() * p.element_size())
         grads = [0.0] * (len(layers) + 1)
@@ -461,8 +535,9 @@ def profile(model, example_input: torch.Tensor, *, repeats: int = 5, working_mem
             adjoints[k] += held
     work = dict(forward_overhead=f_over, record_overhead=r_over, backward_overhead=b_over,
                 adjoint_bytes=adjoints) if working_memory else {}
-    return Chain(forward_cost=fwd, backward_cost=bwd, state_bytes=states, tape_bytes=tapes,
-                 tape_holds_input=holds_in, tape_holds_output=holds_out, **work)
+    chain = Chain(forward_cost=fwd, backward_cost=bwd, state_bytes=states, tape_bytes=tapes,
+                  tape_holds_input=holds_in, tape_holds_output=holds_out, **work)
+    return chain, extras
 
 
 def _check_input(layers, x, where, layer_params=None):
@@ -823,16 +898,18 @@ class CheckpointedSequential(nn.Module):
 
     def plan_for(self, x: torch.Tensor) -> tuple[Schedule, Chain]:
         """The (cached) schedule and profiled chain for inputs shaped like ``x``."""
-        schedule, chain, _ = self._plan_entry(x)
+        schedule, chain, _, _ = self._plan_entry(x)
         return schedule, chain
 
-    def _plan_entry(self, x: torch.Tensor) -> tuple[Schedule, Chain, float]:
-        """Schedule, chain and predicted peak bytes, planned once per shape, dtype, device, mode and autocast state."""
+    def _plan_entry(self, x: torch.Tensor) -> tuple[Schedule, Chain, float, list]:
+        """Schedule, chain, predicted peak bytes and each layer's tensors reached from outside (see
+        ``_reached_from_outside``), planned once per shape, dtype, device, mode and autocast state."""
         key = (tuple(x.shape), x.dtype, x.device, self.training, _autocast_state(x.device))
         if key not in self._plans:
-            chain = profile(list(self.layers), x, working_memory=self.working_memory)
+            chain, extras = _profile(list(self.layers), x, repeats=5, working_memory=self.working_memory,
+                                     where="revolve.integrations.torch.CheckpointedSequential")
             schedule = plan(chain, memory=self.memory, strategy=self.strategy, slots=self.slots)
-            self._plans[key] = (schedule, chain, revolve.simulate(schedule, chain).peak_memory)
+            self._plans[key] = (schedule, chain, revolve.simulate(schedule, chain).peak_memory, extras)
         return self._plans[key]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -846,7 +923,10 @@ class CheckpointedSequential(nn.Module):
             for layer in self.layers:
                 x = layer(x)
             return x
-        schedule, _, predicted = self._plan_entry(x)
+        schedule, _, predicted, extras = self._plan_entry(x)
+        if any(extras):  # tensors a layer reaches outside its parameters are inputs too: they get their gradient
+            layer_params = [ps + extra for ps, extra in zip(layer_params, extras)]
+            params = list({id(p): p for ps in layer_params for p in ps if p.requires_grad}.values())
         runner = _Runner(layers, schedule, layer_params, [list(layer.buffers()) for layer in layers], params)
 
         def done():

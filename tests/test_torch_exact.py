@@ -134,3 +134,92 @@ def test_plans_are_cached_per_autocast_state_and_backward_ignores_the_callers():
     assert len(net._plans) == 2
     assert net.last_stats.forward_evaluations > chain.n_steps
     assert_grads_equal(plain, net_model)
+
+
+# ---- tensors reached outside a layer's own parameters ----------------------------------------------------
+
+class ClosureScale(nn.Module):
+    """tanh(lin(x) * scale + bias): ``scale`` a closure over an nn.Parameter, ``bias`` a tensor attribute that
+    requires grad; neither is in this module's ``parameters()``."""
+
+    def __init__(self, scale, bias, d):
+        super().__init__()
+        self.lin = nn.Linear(d, d)
+        self.get_scale = lambda: scale
+        self.bias = bias
+
+    def forward(self, x):
+        return torch.tanh(self.lin(x) * self.get_scale() + self.bias)
+
+
+def closure_model():
+    torch.manual_seed(0)
+    scale = nn.Parameter(torch.randn(16))  # shared by every block
+    layers = [ClosureScale(scale, torch.randn(16).requires_grad_(), 16) for _ in range(5)]
+    return nn.Sequential(*layers, nn.Dropout(0.2), nn.Linear(16, 3)), scale, [m.bias for m in layers]
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+@pytest.mark.parametrize("x_grad", [False, True])
+def test_closure_parameters_get_their_exact_gradient(strategy, x_grad):
+    plain, sp, bp = closure_model()
+    ours, so, bo = closure_model()
+    x = torch.randn(256, 16)
+    chain = profile(ours, x)
+    memory = revolve.min_memory(chain) if strategy == "optimal" else float(2**40)
+    if strategy in ("binomial", "periodic"):
+        memory = recomputing_budgets(chain, strategy)[0]
+    xp, xo = x.clone().requires_grad_(x_grad), x.clone().requires_grad_(x_grad)
+    torch.manual_seed(3)
+    plain(xp).square().sum().backward()
+    net = CheckpointedSequential(ours, memory=memory, strategy=strategy)
+    torch.manual_seed(3)
+    net(xo).square().sum().backward()
+    if strategy != "store_all":
+        assert net.last_stats.forward_evaluations > chain.n_steps
+    for a, b in [(sp, so), *zip(bp, bo)]:
+        assert b.grad is not None and torch.equal(a.grad, b.grad)
+    assert_grads_equal(plain, ours)
+    if x_grad:
+        assert torch.equal(xp.grad, xo.grad)
+
+
+def test_a_tensor_computed_outside_the_layer_is_refused_naming_it():
+    """A non-leaf tensor requiring grad made outside the layer (here: from a parameter, before the step) cannot
+    get its gradient exactly: the call raises, naming the layer, the tensor's shape and the fix."""
+    torch.manual_seed(0)
+    source = nn.Parameter(torch.randn(16))
+    derived = source * 2
+    model = nn.Sequential(nn.Linear(16, 16), ClosureScale(derived, torch.zeros(16), 16), nn.Linear(16, 2))
+    with pytest.raises(RuntimeError, match=r"layer 1 \(ClosureScale\) uses a tensor that requires grad and was "
+                                           r"computed outside the layer \(shape \(16,\), torch.float32"):
+        CheckpointedSequential(model, memory="1MiB")(torch.randn(4, 16)).sum().backward()
+
+
+class BiasedGPTBlock(GPTBlock):
+    """A GPT block adding a learned attention bias that all blocks share, reached as a closure."""
+
+    def __init__(self, d, heads, bias):
+        super().__init__(d, heads, p=0.0)
+        self.attn_bias = lambda: bias
+
+    def forward(self, x):
+        return super().forward(x + self.attn_bias())
+
+
+def test_learned_bias_shared_by_blocks_under_autocast():
+    def build():
+        torch.manual_seed(0)
+        bias = nn.Parameter(torch.randn(10, 32) * 0.1)
+        return nn.Sequential(*[BiasedGPTBlock(32, 4, bias) for _ in range(4)], nn.Linear(32, 5)), bias
+
+    (plain, bp), (ours, bo) = build(), build()
+    x = torch.randn(16, 10, 32)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        chain = profile(ours, x)
+    net = CheckpointedSequential(ours, memory=revolve.min_memory(chain))
+    step(plain, x, 0, autocast=True)
+    step(net, x, 0, autocast=True)
+    assert net.last_stats.forward_evaluations > chain.n_steps
+    assert bo.grad is not None and torch.equal(bp.grad, bo.grad)
+    assert_grads_equal(plain, ours)
