@@ -241,3 +241,137 @@ def test_exact_unit_divides_every_size():
                   forward_overhead=4096, record_overhead=[4096, 2048, 4096], backward_overhead=12288, adjoint_bytes=4096)
     assert _exact_unit(chain, 40960) == (2048.0, 20)
     assert _exact_unit(Chain(forward_cost=1, backward_cost=1, state_bytes=1.5, tape_bytes=3, n_steps=2), 10) is None
+
+
+# -- never slower than a built-in schedule; exact at the budget's edge (issues 15 and 16) -------------------
+
+def test_uniform_chain_issue_15_reaches_binomial():
+    """State 1 B, tape 1000 B, 10 steps, 1002 B: binomial(10, snapshots=2) fits with time 40; optimal used to
+    return 65 (rounding to 500 units lost the second snapshot) and reported a discretization loss of 36."""
+    chain = Chain(forward_cost=1, backward_cost=1, state_bytes=1, tape_bytes=1000, n_steps=10)
+    ref = simulate(binomial(10, snapshots=2), chain)
+    assert ref.peak_memory <= 1002
+    sched = optimal(chain, memory=1002)
+    stats = simulate(sched, chain)
+    assert stats.peak_memory <= 1002
+    assert stats.time == ref.time == 40
+    assert sched.params["certified_gap"] == 0 and sched.params["lower_bound_time"] == 40
+
+
+@pytest.mark.parametrize("n,s", [(1, 1), (2, 1), (7, 3), (13, 10), (21, 2), (34, 4), (47, 6), (58, 9), (71, 1),
+                                 (88, 5), (100, 3), (100, 10)])
+def test_uniform_table_equals_binomial_cost(n, s):
+    """Uniform chains with tapes 1000x the state and room for s states and one tape: t(n, s) exactly (a sample of
+    n <= 100, s <= 10, default slots)."""
+    chain = Chain(forward_cost=1, backward_cost=1, state_bytes=1, tape_bytes=1000, n_steps=n)
+    sched = optimal(chain, memory=1000 + s)
+    stats = simulate(sched, chain)
+    assert stats.advances == binomial_cost(n, snapshots=s)
+    assert stats.peak_memory <= 1000 + s
+
+
+def _builtins(chain):
+    """Every built-in schedule for the chain: store-all, binomial for every s, periodic for every segment length,
+    and the minimal-memory plan."""
+    from revolve.optimal import _min_memory_actions, _min_memory_choice
+    from revolve import Schedule
+
+    n = chain.n_steps
+    yield store_all(n)
+    for s in range(1, n + 1):
+        yield binomial(n, snapshots=s)
+    for every in range(1, n + 1):
+        yield periodic(n, every=every)
+    yield Schedule.from_actions(_min_memory_actions(chain, _min_memory_choice(chain)[1]), n_steps=n)
+
+
+@st.composite
+def float_chains(draw, max_steps=7):
+    """Chains with fractional sizes (decimal-looking floats, as profilers report them) and, half the time,
+    working memory and shared states."""
+    n = draw(st.integers(1, max_steps))
+    size = st.floats(0.1, 20.0).map(lambda v: round(v, 1))
+    kw = dict(forward_cost=draw(st.lists(st.integers(1, 9), min_size=n, max_size=n)),
+              backward_cost=draw(st.lists(st.integers(1, 9), min_size=n, max_size=n)),
+              state_bytes=draw(st.lists(size, min_size=n + 1, max_size=n + 1)),
+              tape_bytes=draw(st.lists(size, min_size=n, max_size=n)))
+    if draw(st.booleans()):
+        kw["forward_overhead"] = draw(st.lists(size, min_size=n, max_size=n))
+        kw["backward_overhead"] = draw(st.lists(size, min_size=n, max_size=n))
+        kw["adjoint_bytes"] = draw(st.lists(size, min_size=n + 1, max_size=n + 1))
+    if draw(st.booleans()):
+        kw["tape_holds_input"] = draw(st.lists(st.booleans(), min_size=n, max_size=n))
+        kw["tape_holds_output"] = draw(st.lists(st.booleans(), min_size=n, max_size=n))
+    return Chain(**kw)
+
+
+@given(chain=st.one_of(int_chains(max_steps=8), float_chains()))
+@settings(max_examples=60, deadline=None)
+def test_never_slower_than_any_fitting_builtin(chain):
+    """For each built-in schedule, optimal with that schedule's simulated peak as the budget (default slots) fits
+    it and is at least as fast; the simulator is the oracle of both."""
+    import warnings
+
+    for base in _builtins(chain):
+        ref = simulate(base, chain)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # no warned fallback
+            sched = optimal(chain, memory=ref.peak_memory)
+        got = simulate(sched, chain)
+        assert got.peak_memory <= ref.peak_memory
+        assert got.time <= ref.time, (base.kind, got.time, ref.time, sched.params)
+        assert got.time == pytest.approx(sched.params["predicted_time"], rel=1e-12)
+
+
+def test_float_sizes_at_the_budget_edge_issue_16():
+    """Store-all peaks at exactly 11.7; min_memory said 11.700000000000001 (float sums in another order), so
+    optimal refused the budget. Sizes are now added as exact integers everywhere."""
+    from fractions import Fraction
+
+    chain = Chain(forward_cost=1, backward_cost=1, state_bytes=[8.9, 9.9, 7.1, 4.4], tape_bytes=[1.8, 1.9, 8.0])
+    exact = float(sum(map(Fraction, [1.8, 1.9, 8.0])))
+    assert simulate(store_all(3), chain).peak_memory == exact == min_memory(chain)
+    sched = optimal(chain, memory=11.7)
+    stats = simulate(sched, chain)
+    assert stats.peak_memory <= 11.7 and stats.time == 6
+
+
+@given(chain=float_chains(max_steps=6))
+@settings(max_examples=40, deadline=None)
+def test_min_memory_is_a_budget_that_works(chain):
+    """optimal accepts exactly min_memory(chain) and its plan's simulated peak is within it; a float below it
+    is refused, naming that minimum."""
+    lo = min_memory(chain)
+    stats = simulate(optimal(chain, memory=lo), chain)
+    assert stats.peak_memory <= lo
+    below = math.nextafter(lo, 0)
+    if below > 0:
+        with pytest.raises(InfeasibleBudget) as info:
+            optimal(chain, memory=below)
+        assert info.value.minimum == lo
+
+
+def test_rounded_units_bound_the_exact_optimum(monkeypatch):
+    """With the exact lists disabled, optimal plans in rounded units: its plan is no faster than the exact one
+    and its lower bound no slower, so the certified gap covers the true loss."""
+    import sys
+
+    opt = sys.modules["revolve.optimal"]  # the module (revolve.optimal the attribute is the function)
+    rng = np.random.default_rng(7)
+    for _ in range(8):
+        n = int(rng.integers(3, 12))
+        chain = Chain(forward_cost=rng.uniform(1, 3, n), backward_cost=rng.uniform(1, 5, n),
+                      state_bytes=rng.uniform(1e5, 1e6, n + 1), tape_bytes=rng.uniform(1e6, 5e6, n))
+        lo = min_memory(chain)
+        memory = lo + rng.uniform(0, 1) * (simulate(store_all(n), chain).peak_memory - lo)
+        exact = optimal(chain, memory=memory)
+        with monkeypatch.context() as m:
+            m.setattr(opt, "_MAX_POINTS", -1)
+            rounded = optimal(chain, memory=memory, slots=50)
+        assert exact.params["method"] in ("exact", "pareto", "store_all")
+        assert rounded.params["method"] in ("units", "store_all")
+        t_exact = simulate(exact, chain).time
+        assert simulate(rounded, chain).peak_memory <= memory
+        if rounded.params["method"] == "units":
+            assert rounded.params["lower_bound_time"] <= t_exact + 1e-9 <= rounded.params["predicted_time"] + 2e-9
+            assert rounded.params["certified_gap"] == rounded.params["predicted_time"] - rounded.params["lower_bound_time"]
