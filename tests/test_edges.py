@@ -443,3 +443,50 @@ def test_min_memory_size_guard():
     chain = Chain(forward_cost=1, backward_cost=1, state_bytes=1, tape_bytes=1, n_steps=1501)
     with pytest.raises(ValueError, match="at most 1500 steps"):
         revolve.min_memory(chain)
+
+
+# -- the docs run as written ------------------------------------------------------------------------------
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_DOCS = ["README.md"] + sorted(os.path.join("docs", f) for f in os.listdir(os.path.join(_ROOT, "docs"))
+                               if f.endswith(".md"))
+
+
+def _blocks(path, lang):
+    import re
+
+    with open(os.path.join(_ROOT, path), encoding="utf-8") as f:
+        return re.findall(rf"^```{lang}\n(.*?)^```", f.read(), re.S | re.M)
+
+
+def test_docs_have_python_blocks():
+    counts = {path: len(_blocks(path, "python")) for path in _DOCS}
+    # README 2, simulations.md 4, pytorch.md 1: a block that disappears should be a decision
+    assert sum(counts.values()) >= 7, counts
+
+
+@pytest.mark.parametrize("path", [p for p in _DOCS if _blocks(p, "python")])
+def test_docs_python_blocks_run_as_written(path, tmp_path, monkeypatch, capsys):
+    blocks = _blocks(path, "python")
+    if any("import torch" in b for b in blocks):
+        pytest.importorskip("torch")
+    monkeypatch.chdir(tmp_path)
+    namespace = {"__name__": "__docs__"}
+    for k, block in enumerate(blocks):  # one namespace per file: later blocks use what earlier ones define
+        try:
+            exec(compile(block, f"{path} python block {k + 1}", "exec"), namespace)
+        except Exception as e:
+            raise AssertionError(f"{path}: python block {k + 1} fails: {type(e).__name__}: {e}") from e
+
+
+def test_readme_commands_run_as_written(tmp_path, monkeypatch, capsys):
+    import shlex
+
+    monkeypatch.chdir(tmp_path)
+    namespace = {}
+    for block in _blocks("README.md", "python"):
+        exec(block, namespace)  # writes chain.json
+    lines = [line for block in _blocks("README.md", "text") for line in block.splitlines()
+             if line.startswith("revolve ") and " demo" not in line]  # the demo runs for half a minute
+    assert len(lines) >= 7
+    for line in lines:
+        assert main(shlex.split(line)[1:]) == 0, (line, capsys.readouterr().err)
