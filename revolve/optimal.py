@@ -547,12 +547,35 @@ def _min_memory_choice(chain: Chain) -> tuple[float, dict]:
 def min_memory(chain: Chain) -> float:
     """The smallest budget in bytes with which ``revolve.optimal`` finds a schedule for ``chain``.
 
+    Computed exactly (NOTE [ Exact sizes ] in revolve.chain), in O(L^3) time and O(L^2) memory for L
+    steps. It is the minimum over the DP's class of schedules: without working memory that is the true
+    minimum on every chain the exhaustive search was run on; with working memory (overheads, adjoints)
+    a schedule that records an earlier step while a later step's tape is live can peak lower.
+
+    Raises:
+        ValueError: a chain too long for the O(L^3) recurrence (the message says the limit).
+
     Example:
         >>> from revolve import Chain
         >>> min_memory(Chain(forward_cost=1, backward_cost=1, state_bytes=10, tape_bytes=100, n_steps=5))
         110.0
     """
-    return _min_memory_choice(_check_chain("revolve.min_memory", chain))[0]
+    where = "revolve.min_memory"
+    chain = _check_chain(where, chain)
+    _check_min_memory_size(where, chain.n_steps)
+    return _min_memory_choice(chain)[0]
+
+
+_MAX_MIN_MEMORY_STEPS = 2000  # the O(L^3) recurrence: about a minute in numpy at this length
+
+
+def _check_min_memory_size(where: str, n: int) -> None:
+    if n > _MAX_MIN_MEMORY_STEPS:
+        raise ValueError(
+            f"{where}: a chain of n_steps={n} is too long for the exact minimal-memory recurrence (O(L^3) time, "
+            f"at most {_MAX_MIN_MEMORY_STEPS} steps); group steps into fewer stages, or use revolve.binomial "
+            f"for uniform chains"
+        )
 
 
 def _plan_tables(chain: Chain, unit: float, slots: int, *, up: bool) -> _Tables:
@@ -609,9 +632,14 @@ def optimal(chain: Chain, *, memory: float, slots: int = DEFAULT_SLOTS, lower_bo
     if need > memory:  # the same comparison as the simulator's: exact peak, rounded once (NOTE [ Exact sizes ])
         from .units import format_bytes
 
+        # Without working memory the DP's minimum is the true one (exhaustive search agrees on every chain
+        # tried); with it, an interleaved schedule outside the class can need less (docs/theory.md)
+        within = " in revolve.optimal's class of schedules" if chain.has_overheads else ""
         raise InfeasibleBudget(
-            f"{where}: no schedule fits in memory={_num(memory)} bytes ({format_bytes(memory)}); the smallest "
-            f"budget with which one exists is {_num(need)} bytes ({format_bytes(need)})",
+            f"{where}: no schedule{within} fits in memory={_num(memory)} bytes ({format_bytes(memory)}); the "
+            f"smallest budget with which one exists is {_num(need)} bytes ({format_bytes(need)})"
+            + ("; with working memory a schedule that records an earlier step while a later tape is live can "
+               "need less (docs/theory.md, 'Against exhaustive search')" if within else ""),
             budget=memory,
             minimum=need,
         )

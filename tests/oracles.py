@@ -35,7 +35,8 @@ def brute_force_writes(n_max: int, s_max: int, T: np.ndarray) -> np.ndarray:
     return W
 
 
-def exhaustive_optimum(F, B, S, T, memory, hin=None, hout=None, fo=None, bo=None, adj=None, path=None, ro=None):
+def exhaustive_optimum(F, B, S, T, memory, hin=None, hout=None, fo=None, bo=None, adj=None, path=None, ro=None,
+                      working=None):
     """Least total time of any valid schedule whose held bytes never exceed ``memory``: Dijkstra over states.
 
     A state is (working state, stored states, live tapes, next step to reverse). Moves are every action of
@@ -45,6 +46,8 @@ def exhaustive_optimum(F, B, S, T, memory, hin=None, hout=None, fo=None, bo=None
     reverse + 1. Evaluating step l needs ``fo[l]`` on top (``ro[l]`` for a record, once its tape is held),
     and its input S[l] unless that is kept (an advance: for each step it runs), and reversing step i needs
     ``bo[i]`` on top of the held bytes before it.
+    ``working`` (default: whether any overhead or adjoint is nonzero) says whether the chain models working
+    memory, as ``Chain.has_overheads`` does (a chain given all-zero overheads does, so inputs count).
     Returns the least time, or inf when no schedule fits; a list passed as ``path`` receives the
     states along an optimal schedule. Independent of the planner code.
     """
@@ -74,7 +77,7 @@ def exhaustive_optimum(F, B, S, T, memory, hin=None, hout=None, fo=None, bo=None
         return sum(S[i] for i in kept(stored, tapes)) + sum(T[i] for i in tapes) + adj[a]
 
     ro = fo if ro is None else list(ro)
-    working = any(fo) or any(bo) or any(adj) or any(ro)
+    working = (any(fo) or any(bo) or any(adj) or any(ro)) if working is None else working
 
     def running(l, stored, tapes, over=fo):
         """What evaluating step l adds: its overhead, and its input unless that is kept."""

@@ -375,3 +375,25 @@ def test_rounded_units_bound_the_exact_optimum(monkeypatch):
         if rounded.params["method"] == "units":
             assert rounded.params["lower_bound_time"] <= t_exact + 1e-9 <= rounded.params["predicted_time"] + 2e-9
             assert rounded.params["certified_gap"] == rounded.params["predicted_time"] - rounded.params["lower_bound_time"]
+
+
+def test_min_memory_names_its_class_with_working_memory():
+    """Issue 15's 2-step chain with working memory: the DP's class needs 13 bytes, the exhaustive search finds
+    an interleaved schedule (step 0 recorded while step 1's tape is live, so the smaller adjoint of x_2 is the
+    one held) that peaks at 12. InfeasibleBudget says its minimum is within the class."""
+    F, B, S, T = [1.0, 1.0], [1.0, 1.0], [0.0, 4.0, 3.0], [5.0, 2.0]
+    work = dict(fo=[2, 0], bo=[2, 3], adj=[4, 5, 1], ro=[3, 4])
+    chain = Chain(forward_cost=F, backward_cost=B, state_bytes=S, tape_bytes=T, forward_overhead=work["fo"],
+                  backward_overhead=work["bo"], adjoint_bytes=work["adj"], record_overhead=work["ro"])
+    assert min_memory(chain) == 13
+    assert exhaustive_optimum(F, B, S, T, 12, **work) < np.inf == exhaustive_optimum(F, B, S, T, 11, **work)
+    with pytest.raises(InfeasibleBudget, match="in revolve.optimal's class of schedules.*can need less") as info:
+        optimal(chain, memory=12)
+    assert info.value.minimum == 13
+    assert simulate(optimal(chain, memory=13), chain).peak_memory <= 13
+
+
+def test_min_memory_refuses_a_chain_too_long():
+    chain = Chain(forward_cost=1, backward_cost=1, state_bytes=1, tape_bytes=1, n_steps=5000)
+    with pytest.raises(ValueError, match="revolve.min_memory: a chain of n_steps=5000 is too long"):
+        min_memory(chain)
