@@ -636,6 +636,8 @@ class _Runner:
         # storages of parameters and buffers live anyway and are never counted as activations
         self.owned = _owned_keys(t for ts in self.layer_params + self.layer_buffers for t in ts)
         self.schedule = repr(schedule)
+        self.plan = schedule
+        self.spent = False  # a backward ran: another one (a retained graph) replays the whole schedule
         self.snapshots: dict[int, tuple[torch.Tensor, int]] = {}
         self.tapes: dict[int, tuple] = {}
         self.rng: dict[int, Any] = {}
@@ -829,24 +831,73 @@ class _Runner:
             if group:
                 self._reverse(group)
         self.snapshots.clear()
+        self.spent = True
         # hand the gradients over without keeping references: autograd then adopts them instead of copying
         adj, grads = self.adj, self.param_grads
         self.adj = self.param_grads = None
         return adj, grads
 
 
+    def restart(self, x: torch.Tensor):
+        """Run the schedule's forward part again, for another backward through a retained graph.
+
+        Every evaluation is now a recomputation (``first_unseen`` stays n): dropout replays the first run's
+        RNG state, buffers are restored, and the forward's autocast state is re-entered.
+        """
+        self.actions = iter(self.plan)
+        self.snapshots.clear()
+        self.tapes.clear()
+        self.refs.clear()
+        self.held = self.peak = self.evaluations = self.cur = 0
+        self.x_in_graph = False
+        with _reenter_autocast(self.autocast):
+            self.forward(x, self.x0_needs_grad)
+
+    def differentiable_backward(self, x: torch.Tensor, grad_out: torch.Tensor, x_needs_grad: bool):
+        """The backward when autograd differentiates it (``create_graph=True``, e.g. a gradient penalty).
+
+        The gradients must be functions of x (with x's own graph) and the parameters, so the chain is
+        recomputed whole from x with a graph (dropout replays its RNG state, buffers are restored, the
+        forward's autocast state is re-entered) and differentiated with ``create_graph=True``: exact, as
+        plain autograd, but this backward holds what store-all holds, not the budget.
+        """
+        self.snapshots.clear()  # what the plan kept is not used: the chain is recomputed from x
+        self.tapes.clear()
+        self.refs.clear()
+        self.held = 0
+        adj = grad_out if self.output_grad is None else self.output_grad
+        self.output_grad = grad_out = None
+        with _reenter_autocast(self.autocast):
+            h = x
+            for i in range(self.n):
+                h = self._run_layer(i, h)
+        wrt = ([x] if x_needs_grad else []) + self.params
+        if not h.requires_grad:
+            grads = [None] * len(wrt)
+        else:
+            grads = list(torch.autograd.grad([h], wrt, [adj], create_graph=True, allow_unused=True))
+        self.spent = True
+        return (grads.pop(0) if x_needs_grad else None), grads
+
+
 class _ScheduledChain(torch.autograd.Function):
     @staticmethod
     def forward(ctx, runner: _Runner, x: torch.Tensor, *params):
         ctx.runner = runner
+        ctx.save_for_backward(x)  # the caller's (no copy); a second backward without retain_graph then raises
         return runner.forward(x, x0_needs_grad=ctx.needs_input_grad[1])
 
     @staticmethod
     def backward(ctx, grad_out):
         runner = ctx.runner
-        gx, gparams = runner.backward(grad_out)
+        (x,) = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph=True: this backward is differentiated in turn
+            gx, gparams = runner.differentiable_backward(x, grad_out, ctx.needs_input_grad[1])
+        else:
+            if runner.spent:  # a further backward through a retained graph: run the schedule again
+                runner.restart(x)
+            gx, gparams = runner.backward(grad_out)
         runner.on_done()
-        ctx.runner = None
         out = (None, gx if ctx.needs_input_grad[1] else None, *gparams)
         del gx, gparams
         return out

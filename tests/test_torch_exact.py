@@ -223,3 +223,75 @@ def test_learned_bias_shared_by_blocks_under_autocast():
     assert net.last_stats.forward_evaluations > chain.n_steps
     assert bo.grad is not None and torch.equal(bp.grad, bo.grad)
     assert_grads_equal(plain, ours)
+
+
+# ---- double backward and retained graphs -----------------------------------------------------------------
+
+def critic():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(8, 64), nn.Tanh(), nn.Linear(64, 64), nn.GELU(), nn.Dropout(0.1),
+                         nn.Linear(64, 64), nn.Tanh(), nn.Linear(64, 1)).double()
+
+
+def wgan_gp_step(D, G, z, real, seed):
+    """A WGAN-GP critic step: the penalty differentiates D's input gradient (create_graph=True); the fake
+    batch is not detached, so the penalty's gradient reaches the generator through D's input too."""
+    torch.manual_seed(seed)
+    fake = G(z)
+    alpha = torch.rand(real.shape[0], 1, dtype=real.dtype)
+    mixed_in = alpha * real + (1 - alpha) * fake
+    g, = torch.autograd.grad(D(mixed_in).sum(), mixed_in, create_graph=True)
+    penalty = ((g.norm(2, dim=1) - 1) ** 2).mean()
+    loss = D(fake).mean() - D(real).mean() + 10 * penalty
+    loss.backward()
+
+
+@pytest.mark.parametrize("strategy", ["optimal", "store_all"])
+def test_gradient_penalty_with_create_graph_equals_plain(strategy):
+    Dp, Do = critic(), critic()
+    torch.manual_seed(1)
+    G = nn.Sequential(nn.Linear(4, 8), nn.Tanh()).double()
+    Gp, Go = copy.deepcopy(G), copy.deepcopy(G)
+    z, real = torch.randn(128, 4, dtype=torch.float64), torch.randn(128, 8, dtype=torch.float64)
+    chain = profile(Do, real)
+    net = CheckpointedSequential(Do, memory=revolve.min_memory(chain) if strategy == "optimal" else 2.0**40,
+                                 strategy=strategy)
+    wgan_gp_step(Dp, Gp, z, real, seed=2)
+    wgan_gp_step(net, Go, z, real, seed=2)
+    assert_grads_equal(Dp, Do)
+    assert_grads_equal(Gp, Go)
+
+
+@pytest.mark.parametrize("strategy", ["optimal", "binomial", "store_all"])
+def test_second_backward_through_a_retained_graph_equals_plain(strategy):
+    """Plain autograd accumulates both backwards; so does the adapter, which runs its schedule again (dropout
+    replays its masks, BatchNorm statistics are updated once, by the forward)."""
+    from tests.test_torch import mixed
+
+    base = mixed(torch.float64)
+    x = torch.randn(64, 8, dtype=torch.float64)
+    chain = profile(base, x)
+    memory = {"optimal": revolve.min_memory(chain), "binomial": recomputing_budgets(chain, "binomial")[0],
+              "store_all": 2.0**40}[strategy]
+    plain, ours = copy.deepcopy(base), copy.deepcopy(base)
+    net = CheckpointedSequential(ours, memory=memory, strategy=strategy)
+    xs = []
+    for model in (plain, net):
+        torch.manual_seed(4)
+        xs.append(x.clone().requires_grad_())
+        loss = model(xs[-1]).square().sum()
+        loss.backward(retain_graph=True)
+        loss.backward()
+        xs.append(torch.get_rng_state())
+    if strategy != "store_all":
+        assert net.last_stats.forward_evaluations > chain.n_steps
+    assert torch.equal(xs[0].grad, xs[2].grad) and torch.equal(xs[1], xs[3])
+    assert_grads_equal(plain, ours)
+
+
+def test_second_backward_without_retain_graph_raises_torchs_error():
+    net = CheckpointedSequential(nn.Sequential(nn.Linear(4, 4), nn.Tanh()), memory="1MiB")
+    loss = net(torch.randn(3, 4)).sum()
+    loss.backward()
+    with pytest.raises(RuntimeError, match="backward through the graph a second time"):
+        loss.backward()
