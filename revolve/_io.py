@@ -63,3 +63,64 @@ def atomic_file(path: str | os.PathLike, mode: str = "w", **open_kwargs):
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+class Progress:
+    """Progress of ``total`` units on stderr: a tqdm bar where tqdm is installed, else a plain line.
+
+    ``enabled=None`` shows it only when stderr is a terminal; True always; False never. The plain line is
+    rewritten in place (``\\r``) at most twice a second and ends with a newline on ``close``.
+
+    Example:
+        >>> p = Progress(3, "steps", enabled=False)
+        >>> for _ in range(3):
+        ...     p.update()
+        >>> p.close()
+    """
+
+    def __init__(self, total: int, desc: str, *, enabled: bool | None = None, unit: str = "step", stream=None):
+        import sys
+
+        self.total, self.desc, self.unit = total, desc, unit
+        self.stream = sys.stderr if stream is None else stream
+        if enabled is None:
+            isatty = getattr(self.stream, "isatty", None)
+            enabled = bool(isatty and isatty())
+        self.enabled = bool(enabled)
+        self.count = 0
+        self._bar = None
+        self._last = 0.0
+        self._shown = False
+        if self.enabled:
+            try:
+                from tqdm.auto import tqdm
+            except ImportError:
+                tqdm = None
+            if tqdm is not None:
+                self._bar = tqdm(total=total, desc=desc, unit=unit, leave=False, file=self.stream)
+
+    def update(self, k: int = 1) -> None:
+        self.count += k
+        if not self.enabled:
+            return
+        if self._bar is not None:
+            self._bar.update(k)
+            return
+        import time
+
+        now = time.monotonic()
+        if now - self._last >= 0.5 or self.count >= self.total:
+            self._last = now
+            pct = 100.0 * self.count / self.total if self.total else 100.0
+            self.stream.write(f"\r{self.desc}: {self.count:,}/{self.total:,} {self.unit}s ({pct:.0f}%)")
+            self.stream.flush()
+            self._shown = True
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+        elif self._shown:
+            self.stream.write("\n")
+            self.stream.flush()
+            self._shown = False

@@ -264,31 +264,18 @@ def _note(e: BaseException, msg: str) -> None:
 
 
 class _Progress:
-    """A tqdm bar over the reversed steps, or nothing."""
+    """Progress over the reversed steps: ``revolve._io.Progress`` (tqdm, else a plain line; None: on a terminal)."""
 
     def __init__(self, enabled, n):
-        self.bar = None
-        if enabled is None:
-            enabled = sys.stderr.isatty()
-            if enabled:
-                try:
-                    import tqdm.auto  # noqa: F401
-                except ImportError:
-                    enabled = False
-        if enabled:
-            try:
-                from tqdm.auto import tqdm as bar
-            except ImportError:
-                raise ImportError("revolve.gradient: progress=True needs tqdm (pip install tqdm)") from None
-            self.bar = bar(total=n, desc="revolve: reversed steps", unit="step", leave=False)
+        from ._io import Progress
+
+        self._progress = Progress(n, "revolve: reversed steps", enabled=enabled)
 
     def update(self):
-        if self.bar is not None:
-            self.bar.update(1)
+        self._progress.update()
 
     def close(self):
-        if self.bar is not None:
-            self.bar.close()
+        self._progress.close()
 
 
 def gradient(
@@ -322,7 +309,8 @@ def gradient(
         storage: storage level -> backend for the schedule's ``Snapshot(storage=...)`` levels: a
             directory (snapshots written there, checksummed, removed at the end) or a backend object.
             "ram" needs no entry.
-        progress: show a tqdm bar; None (default) shows it only on a terminal.
+        progress: show the reversed steps on stderr (a tqdm bar, or a plain line without tqdm); None
+            (default) shows it only when stderr is a terminal.
         check_finite: raise FloatingPointError naming the step that first produces NaN or inf.
 
     Returns:

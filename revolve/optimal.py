@@ -481,9 +481,6 @@ def _int_sizes(chain: Chain, *, up: bool = True) -> tuple[dict[str, np.ndarray],
     return out, Fraction(div, den), shift == 0
 
 
-_MIN_MEMORY_MAX_STEPS = 1500  # n(n+1)/2 sub-problems of a Python loop: about a minute at this length
-
-
 def _min_memory_choice(chain: Chain) -> tuple[float, dict]:
     """The least peak memory of any schedule in the DP's class, with the choices that reach it.
 
@@ -491,10 +488,10 @@ def _min_memory_choice(chain: Chain) -> tuple[float, dict]:
     exact integer units (NOTE [ Exact sizes ]); the peak is returned as the float nearest it.
     """
     n = chain.n_steps
-    if n > _MIN_MEMORY_MAX_STEPS:  # checked before any array of n elements is made
+    if n > _MAX_MIN_MEMORY_STEPS:  # checked before any array of n elements is made (optimal calls this too)
         raise ValueError(
             f"revolve.min_memory: a chain of {n} steps has {n * (n + 1) // 2:,} sub-problems; min_memory (and "
-            f"optimal, which starts with it) plans chains of at most {_MIN_MEMORY_MAX_STEPS} steps (about a minute); "
+            f"optimal, which starts with it) plans chains of at most {_MAX_MIN_MEMORY_STEPS} steps (about a minute); "
             f"group steps into fewer stages, or use revolve.binomial for uniform chains (any length, O(1) memory)"
         )
     units, unit, _ = _int_sizes(chain, up=True)

@@ -429,7 +429,7 @@ def _best_periodic_brute_closed(n, S, T, memory):
 @pytest.mark.parametrize("call,needles", [
     (lambda c: revolve.optimal(c, memory=100), ["revolve.optimal", "10000000000000 steps", "revolve.binomial"]),
     (lambda c: revolve.frontier(c), ["revolve.frontier", "10000000000000 steps", "revolve.binomial"]),
-    (lambda c: revolve.min_memory(c), ["revolve.min_memory", "at most 1500 steps", "revolve.binomial"]),
+    (lambda c: revolve.min_memory(c), ["revolve.min_memory", "at most", "steps", "revolve.binomial"]),
 ])
 def test_dp_planners_refuse_huge_chains_before_allocating(call, needles):
     chain = Chain(forward_cost=1, backward_cost=1, state_bytes=1, tape_bytes=1, n_steps=10**13)
@@ -439,10 +439,13 @@ def test_dp_planners_refuse_huge_chains_before_allocating(call, needles):
         assert needle in str(info.value)
 
 
-def test_min_memory_size_guard():
-    chain = Chain(forward_cost=1, backward_cost=1, state_bytes=1, tape_bytes=1, n_steps=1501)
-    with pytest.raises(ValueError, match="at most 1500 steps"):
-        revolve.min_memory(chain)
+def test_min_memory_size_guard_covers_optimal_too():
+    from revolve.optimal import _MAX_MIN_MEMORY_STEPS
+
+    chain = Chain(forward_cost=1, backward_cost=1, state_bytes=1, tape_bytes=1, n_steps=_MAX_MIN_MEMORY_STEPS + 1)
+    for call in (revolve.min_memory, lambda c: revolve.optimal(c, memory=1e9, slots=1)):
+        with pytest.raises(ValueError, match=f"at most {_MAX_MIN_MEMORY_STEPS}"):
+            call(chain)
 
 
 # -- the docs run as written ------------------------------------------------------------------------------
@@ -490,3 +493,59 @@ def test_readme_commands_run_as_written(tmp_path, monkeypatch, capsys):
     assert len(lines) >= 7
     for line in lines:
         assert main(shlex.split(line)[1:]) == 0, (line, capsys.readouterr().err)
+
+
+# -- progress ---------------------------------------------------------------------------------------------
+class _Terminal:
+    def __init__(self, tty):
+        self.tty, self.text = tty, ""
+
+    def isatty(self):
+        return self.tty
+
+    def write(self, s):
+        self.text += s
+
+    def flush(self):
+        pass
+
+
+def test_progress_plain_fallback_on_a_terminal_without_tqdm(monkeypatch):
+    import sys
+
+    from revolve._io import Progress
+
+    monkeypatch.setitem(sys.modules, "tqdm.auto", None)  # import tqdm.auto raises ImportError
+    term = _Terminal(True)
+    p = Progress(5, "work", stream=term)
+    for _ in range(5):
+        p.update()
+    p.close()
+    assert "work: 5/5 steps (100%)" in term.text and term.text.endswith("\n")
+    quiet = _Terminal(False)  # not a terminal: nothing by default
+    p = Progress(5, "work", stream=quiet)
+    p.update(5)
+    p.close()
+    assert quiet.text == ""
+
+
+def test_gradient_progress_true_works_without_tqdm(monkeypatch, capsys):
+    import sys
+
+    import numpy as np
+
+    from revolve import ad
+
+    monkeypatch.setitem(sys.modules, "tqdm.auto", None)  # it raised ImportError before
+    r = revolve.gradient(lambda x, p, i: x * 0.5, np.ones(2), n_steps=20, loss=lambda x: ad.sum(x), snapshots=3,
+                         progress=True)
+    assert np.allclose(r.grad_x0, 0.5**20)
+    assert "revolve: reversed steps: 20/20 steps (100%)" in capsys.readouterr().err
+
+
+def test_demo_checks_u0_and_explains_its_figures(capsys):
+    assert main(["demo", "--steps", "20", "--points", "256", "--memory", "128KiB"]) == 0
+    out = capsys.readouterr().out
+    assert "d loss / d u0 . v" in out
+    for figure in ("records:", "advances:", "recomputation ratio:"):
+        assert sum(line.strip().startswith(figure) for line in out.splitlines()) == 1, figure
