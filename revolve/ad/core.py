@@ -301,6 +301,71 @@ class Tracer:
         from . import ops
         return ops.transpose(self, axes if axes else None)
 
+    # each method below runs numpy's function of the same name, which dispatches to the engine's
+    # (numpy_dispatch.py), so a method takes exactly numpy's arguments and refuses the same unsupported ones
+    def max(self, axis=None, out=None, keepdims=False, **kwargs):
+        return np.max(self, axis=axis, out=out, keepdims=keepdims, **kwargs)
+
+    def min(self, axis=None, out=None, keepdims=False, **kwargs):
+        return np.min(self, axis=axis, out=out, keepdims=keepdims, **kwargs)
+
+    def prod(self, axis=None, dtype=None, out=None, keepdims=False, **kwargs):
+        return np.prod(self, axis=axis, dtype=dtype, out=out, keepdims=keepdims, **kwargs)
+
+    def cumsum(self, axis=None, dtype=None, out=None):
+        return np.cumsum(self, axis=axis, dtype=dtype, out=out)
+
+    def var(self, axis=None, dtype=None, out=None, ddof=0, keepdims=False, **kwargs):
+        return np.var(self, axis=axis, dtype=dtype, out=out, ddof=ddof, keepdims=keepdims, **kwargs)
+
+    def std(self, axis=None, dtype=None, out=None, ddof=0, keepdims=False, **kwargs):
+        return np.std(self, axis=axis, dtype=dtype, out=out, ddof=ddof, keepdims=keepdims, **kwargs)
+
+    def clip(self, min=None, max=None, out=None, **kwargs):  # noqa: A002 - numpy's names
+        return np.clip(self, min, max, out=out, **kwargs)
+
+    def squeeze(self, axis=None):
+        return np.squeeze(self, axis=axis)
+
+    def ravel(self, order="C"):
+        return np.ravel(self, order=order)
+
+    def flatten(self, order="C"):
+        return np.ravel(self, order=order)  # a traced value is never changed in place, so no copy is needed
+
+    def copy(self, order="C"):
+        return self  # traced values are immutable: the copy and the original cannot diverge
+
+    def dot(self, b, out=None):
+        return np.dot(self, b, out=out)
+
+    def astype(self, dtype, order="K", casting="unsafe", subok=True, copy=True):
+        from . import ops
+        return ops.astype(self, dtype)
+
+    def conj(self):
+        from . import ops
+        return ops.conj(self)
+
+    conjugate = conj
+
+    @property
+    def real(self):
+        from . import ops
+        return ops.real(self)
+
+    @property
+    def imag(self):
+        from . import ops
+        return ops.imag(self)
+
+    def __setitem__(self, idx, value):
+        raise TypeError(
+            "revolve.ad: item assignment (u[idx] = v) on a traced value would change it in place, which the tape "
+            "cannot follow; write the functional update u = revolve.ad.at(u)[idx].set(v) (or .add(v) for u[idx] += v)"
+        )
+
+
 
 class Node:
     """One recorded primitive application: enough to run its VJP rule later."""

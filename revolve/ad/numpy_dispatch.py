@@ -192,3 +192,127 @@ register_function(np.ndim, lambda a: len(shape_of(a)))
 register_function(np.size, lambda a, axis=None: int(np.prod(shape_of(a), dtype=np.int64)) if axis is None
                   else shape_of(a)[axis])
 register_function(np.result_type, lambda *xs: np.result_type(*(value_of(x) for x in xs)))
+
+
+# ---- issue 13: more of numpy ----------------------------------------------------------------------------
+
+def _reduce(fn, name):
+    def reduce(a, axis=None, out=None, keepdims=False, initial=None, where=None, dtype=None):
+        _unsupported(name, initial=initial, where=where, dtype=dtype)
+        return fn(a, axis=axis, keepdims=keepdims)
+
+    return reduce
+
+
+def _prod(a, axis=None, dtype=None, out=None, keepdims=False, initial=None, where=None):
+    _unsupported("np.prod", dtype=dtype, initial=initial, where=where)
+    return ops.prod(a, axis=axis, keepdims=keepdims)
+
+
+def _cumsum(a, axis=None, dtype=None, out=None):
+    _unsupported("np.cumsum", dtype=dtype)
+    return ops.cumsum(a, axis=axis)
+
+
+def _moment(fn, name):
+    def moment(a, axis=None, dtype=None, out=None, ddof=0, keepdims=False, *, where=None, mean=None,
+               correction=None):
+        _unsupported(name, dtype=dtype, where=where, mean=mean)
+        if correction is not None:
+            ddof = correction
+        return fn(a, axis=axis, keepdims=keepdims, ddof=ddof)
+
+    return moment
+
+
+def _einsum(*operands, out=None, optimize=False, dtype=None, order="K", casting="safe"):
+    _unsupported("np.einsum", dtype=dtype)
+    return ops.einsum(*operands)
+
+
+_NO_VALUE = object()
+
+
+def _clip(a, a_min=_NO_VALUE, a_max=_NO_VALUE, out=None, *, min=_NO_VALUE, max=_NO_VALUE, **kwargs):  # noqa: A002
+    _no_other_kwargs("np.clip", kwargs, ("dtype", "casting", "order", "subok"))
+    lo = a_min if a_min is not _NO_VALUE else (None if min is _NO_VALUE else min)
+    hi = a_max if a_max is not _NO_VALUE else (None if max is _NO_VALUE else max)
+    return ops.clip(a, lo, hi)
+
+
+def _diff(a, n=1, axis=-1, prepend=_NO_VALUE, append=_NO_VALUE):
+    nd = len(shape_of(a))
+    ax = axis % nd if nd else 0
+    parts = []
+    for extra in (prepend, append):
+        if extra is _NO_VALUE:
+            parts.append(None)
+            continue
+        shape = list(shape_of(a))
+        shape[ax] = 1
+        parts.append(extra if len(shape_of(extra)) == nd else ops.broadcast_to(extra, tuple(shape)))
+    if parts[0] is not None or parts[1] is not None:
+        a = ops.concatenate([p for p in (parts[0], a, parts[1]) if p is not None], axis=ax)
+    return ops.diff(a, n=n, axis=axis)
+
+
+def _pad(array, pad_width, mode="constant", **kwargs):
+    _no_other_kwargs("np.pad", kwargs, ("constant_values",))
+    cv = kwargs.get("constant_values", 0.0)
+    if isinstance(cv, (tuple, list)) or np.ndim(value_of(cv)) > 0:
+        raise NotImplementedError("revolve.ad: np.pad(..., constant_values=...) per axis is not supported on a "
+                                  "traced value; give one number")
+    return ops.pad(array, pad_width, mode=mode, constant_values=cv)
+
+
+def _take(a, indices, axis=None, out=None, mode="raise"):
+    if mode != "raise":
+        raise NotImplementedError(f"revolve.ad: np.take(..., mode={mode!r}) on a traced value is not supported")
+    return ops.take(a, indices, axis=axis)
+
+
+def _fft_entry(fn):
+    def entry(a, n=None, axis=-1, norm=None, out=None):
+        return fn(a, n=n, axis=axis, norm=norm)
+
+    return entry
+
+
+for _name in ("log1p", "expm1", "tan", "arctan", "arctan2", "sinh", "cosh", "hypot"):
+    register_ufunc(_name, getattr(ops, _name))
+register_ufunc("conjugate", ops.conj)
+_REDUCTIONS.update({"maximum": ops.amax, "minimum": ops.amin, "multiply": ops.prod})
+
+for _fn in (np.max, np.amax):
+    register_function(_fn, _reduce(ops.amax, "np.max"))
+for _fn in (np.min, np.amin):
+    register_function(_fn, _reduce(ops.amin, "np.min"))
+register_function(np.prod, _prod)
+register_function(np.cumsum, _cumsum)
+register_function(np.var, _moment(ops.var, "np.var"))
+register_function(np.std, _moment(ops.std, "np.std"))
+register_function(np.einsum, _einsum)
+register_function(np.tensordot, lambda a, b, axes=2: ops.tensordot(a, b, axes=axes))
+register_function(np.outer, lambda a, b, out=None: ops.outer(a, b))
+register_function(np.clip, _clip)
+register_function(np.squeeze, lambda a, axis=None: ops.squeeze(a, axis=axis))
+register_function(np.flip, lambda m, axis=None: ops.flip(m, axis=axis))
+register_function(np.fliplr, lambda m: ops.flip(m, axis=1))
+register_function(np.flipud, lambda m: ops.flip(m, axis=0))
+register_function(np.pad, _pad)
+register_function(np.take, _take)
+register_function(np.take_along_axis, lambda arr, indices, axis=-1: ops.take_along_axis(arr, indices, axis))
+register_function(np.diff, _diff)
+register_function(np.ravel, lambda a, order="C": ops.ravel(a) if order == "C" else _unsupported("np.ravel", order=order))
+register_function(np.copy, lambda a, order="K", subok=False: a)  # traced values are never changed in place
+register_function(np.real, ops.real)
+register_function(np.imag, ops.imag)
+register_function(np.linalg.solve, ops.solve)
+register_function(np.linalg.inv, ops.inv)
+register_function(np.linalg.slogdet, ops.slogdet)
+register_function(np.linalg.det, ops.det)
+register_function(np.linalg.norm, lambda x, ord=None, axis=None, keepdims=False: ops.norm(x, ord, axis, keepdims))
+register_function(np.fft.fft, _fft_entry(ops.fft.fft))
+register_function(np.fft.ifft, _fft_entry(ops.fft.ifft))
+register_function(np.fft.rfft, _fft_entry(ops.fft.rfft))
+register_function(np.fft.irfft, _fft_entry(ops.fft.irfft))

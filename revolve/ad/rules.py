@@ -181,12 +181,26 @@ def jvp_sqrt(t, ans, x):
     return o.divide(o.multiply(t[0], 0.5), ans)
 
 
+def _dabs(x):
+    # complex x: d|z| = Re(conj(z) dz) / |z|, so the cotangent is g conj(z) / |z| (NOTE [ Complex cotangents ]
+    # in ops.py); written with |z| recomputed, as sign's derivative is 0 only for real values
+    if np.iscomplexobj(value_of(x)):
+        return _over_ans(o.conj(x), o.abs(x))
+    return o.sign(x)
+
+
+def _real_ct(g):
+    """The cotangent of a real output, real: a complex one can reach it from a real value multiplied by a
+    complex one (whose rule does not know that one factor is real); its imaginary part is not a derivative."""
+    return o.real(g)
+
+
 def vjp_abs(g, ans, want, x):
-    return (o.multiply(g, o.sign(x)),)
+    return (o.multiply(_real_ct(g), _dabs(x)),)
 
 
 def jvp_abs(t, ans, x):
-    return o.multiply(t[0], o.sign(x))
+    return o.real(o.multiply(t[0], _dabs(x)))
 
 
 def vjp_zero(g, ans, want, *args, **params):
@@ -377,6 +391,310 @@ def jvp_broadcast(t, ans, x, shape):
     return o.broadcast_to(t[0], shape)
 
 
+# ---- more elementwise functions (issue 13) ----------------------------------------------------------
+
+def vjp_log1p(g, ans, want, x):
+    return (o.divide(g, o.add(x, 1.0)),)
+
+
+def jvp_log1p(t, ans, x):
+    return o.divide(t[0], o.add(x, 1.0))
+
+
+def vjp_expm1(g, ans, want, x):
+    return (o.multiply(g, o.add(ans, 1.0)),)
+
+
+def jvp_expm1(t, ans, x):
+    return o.multiply(t[0], o.add(ans, 1.0))
+
+
+def vjp_tan(g, ans, want, x):
+    return (o.multiply(g, o.add(o.multiply(ans, ans), 1.0)),)
+
+
+def jvp_tan(t, ans, x):
+    return o.multiply(t[0], o.add(o.multiply(ans, ans), 1.0))
+
+
+def vjp_arctan(g, ans, want, x):
+    return (o.divide(g, o.add(o.multiply(x, x), 1.0)),)
+
+
+def jvp_arctan(t, ans, x):
+    return o.divide(t[0], o.add(o.multiply(x, x), 1.0))
+
+
+def vjp_sinh(g, ans, want, x):
+    return (o.multiply(g, o.cosh(x)),)
+
+
+def jvp_sinh(t, ans, x):
+    return o.multiply(t[0], o.cosh(x))
+
+
+def vjp_cosh(g, ans, want, x):
+    return (o.multiply(g, o.sinh(x)),)
+
+
+def jvp_cosh(t, ans, x):
+    return o.multiply(t[0], o.sinh(x))
+
+
+def vjp_arctan2(g, ans, want, y, x):
+    # d atan2(y, x) = (x dy - y dx) / (x^2 + y^2)
+    r2 = o.add(o.multiply(x, x), o.multiply(y, y))
+    gy = unb(o.divide(o.multiply(g, x), r2), _shape(y)) if want[0] else None
+    gx = unb(o.negative(o.divide(o.multiply(g, y), r2)), _shape(x)) if want[1] else None
+    return (gy, gx)
+
+
+def jvp_arctan2(t, ans, y, x):
+    s = _shape(ans)
+    r2 = o.add(o.multiply(x, x), o.multiply(y, y))
+    a = None if t[0] is None else _bt(o.divide(o.multiply(t[0], x), r2), s)
+    b = None if t[1] is None else _bt(o.negative(o.divide(o.multiply(t[1], y), r2)), s)
+    return _tadd(a, b)
+
+
+def _over_ans(v, ans):
+    """v / ans, and 0 where ans == 0 (hypot and the 2-norm at 0: NOTE [ Tie conventions ] in ops.py)."""
+    zero = value_of(ans) == 0
+    if not np.any(zero):
+        return o.divide(v, ans)
+    return o.where(zero, 0.0, o.divide(v, o.where(zero, 1.0, ans)))
+
+
+def vjp_hypot(g, ans, want, a, b):
+    ga = unb(o.multiply(g, _over_ans(a, ans)), _shape(a)) if want[0] else None
+    gb = unb(o.multiply(g, _over_ans(b, ans)), _shape(b)) if want[1] else None
+    return (ga, gb)
+
+
+def jvp_hypot(t, ans, a, b):
+    s = _shape(ans)
+    x = None if t[0] is None else _bt(o.multiply(t[0], _over_ans(a, ans)), s)
+    y = None if t[1] is None else _bt(o.multiply(t[1], _over_ans(b, ans)), s)
+    return _tadd(x, y)
+
+
+# ---- more reductions: amax, amin, prod, cumsum, norm2 ------------------------------------------------
+
+def _keep(shape, axis):
+    """The shape a reduction over ``axis`` has with keepdims=True."""
+    axes = range(len(shape)) if axis is None else axis
+    return tuple(1 if i in axes else n for i, n in enumerate(shape))
+
+
+def _kept(v, shape, axis, keepdims):
+    """A reduction's output (or cotangent) reshaped to keepdims form."""
+    return v if keepdims else o.reshape(v, _keep(shape, axis))
+
+
+def _tie_weights(x, ans, axis, keepdims):
+    # the cotangent of a max/min split evenly among the tied entries (torch's amax/amin)
+    shape = _shape(x)
+    mask = value_of(x) == np.reshape(value_of(ans), _keep(shape, axis))
+    return mask / np.sum(mask, axis=axis, keepdims=True)
+
+
+def vjp_amax(g, ans, want, x, axis=None, keepdims=False):
+    shape = _shape(x)
+    return (o.multiply(o.broadcast_to(_kept(g, shape, axis, keepdims), shape), _tie_weights(x, ans, axis, keepdims)),)
+
+
+def jvp_amax(t, ans, x, axis=None, keepdims=False):
+    return o.sum(o.multiply(t[0], _tie_weights(x, ans, axis, keepdims)), axis=axis, keepdims=keepdims)
+
+
+def _prod_others(x, ans, axis, keepdims):
+    """For each entry, the product of the other entries of its reduced group (shape of x)."""
+    shape = _shape(x)
+    xv = value_of(x)
+    if not np.any(xv == 0):
+        return o.divide(o.broadcast_to(_kept(ans, shape, axis, keepdims), shape), x)
+    # zeros: the product of the others directly, from a group-by-group copy with the entry itself set to 1
+    nd = len(shape)
+    axes = tuple(range(nd)) if axis is None else tuple(axis)
+    rest = tuple(i for i in range(nd) if i not in axes)
+    perm = rest + axes
+    n = int(np.prod([shape[i] for i in axes], dtype=np.int64))
+    lead = tuple(shape[i] for i in rest)
+    xt = o.reshape(o.transpose(x, perm), lead + (n,))
+    xb = o.broadcast_to(o.reshape(xt, lead + (1, n)), lead + (n, n))
+    others = o.prod(o.where(np.eye(n, dtype=bool), 1.0, xb), axis=-1)
+    others = o.reshape(others, tuple(shape[i] for i in perm))
+    return o.transpose(others, tuple(np.argsort(perm)))
+
+
+def vjp_prod(g, ans, want, x, axis=None, keepdims=False):
+    shape = _shape(x)
+    return (o.multiply(o.broadcast_to(_kept(g, shape, axis, keepdims), shape), _prod_others(x, ans, axis, keepdims)),)
+
+
+def jvp_prod(t, ans, x, axis=None, keepdims=False):
+    return o.sum(o.multiply(t[0], _prod_others(x, ans, axis, keepdims)), axis=axis, keepdims=keepdims)
+
+
+def vjp_cumsum(g, ans, want, x, axis):
+    return (o.flip(o.cumsum(o.flip(g, axis), axis=axis), axis),)
+
+
+def jvp_cumsum(t, ans, x, axis):
+    return o.cumsum(t[0], axis=axis)
+
+
+def _unit(x, ans, axis, keepdims):
+    """x / |x| over the reduced group (0 for a zero group); conj(x) / |x| for complex x (NOTE [ Complex
+    cotangents ] in ops.py)."""
+    shape = _shape(x)
+    xc = o.conj(x)
+    return _over_ans(xc, o.broadcast_to(_kept(ans, shape, axis, keepdims), shape))
+
+
+def vjp_norm2(g, ans, want, x, axis=None, keepdims=False):
+    shape = _shape(x)
+    g = _real_ct(g)
+    return (o.multiply(o.broadcast_to(_kept(g, shape, axis, keepdims), shape), _unit(x, ans, axis, keepdims)),)
+
+
+def jvp_norm2(t, ans, x, axis=None, keepdims=False):
+    return o.real(o.sum(o.multiply(t[0], _unit(x, ans, axis, keepdims)), axis=axis, keepdims=keepdims))
+
+
+# ---- casts, complex parts, einsum, linear algebra, FFT --------------------------------------------------
+
+def vjp_cast(g, ans, want, x, dtype):
+    xd = x.dtype
+    return (o.astype(g, xd) if np.issubdtype(xd, np.inexact) else g,)
+
+
+def jvp_cast(t, ans, x, dtype):
+    return o.astype(t[0], dtype)
+
+
+def vjp_real(g, ans, want, x):
+    return (_real_ct(g),)
+
+
+def jvp_real(t, ans, x):
+    return o.real(t[0])
+
+
+def vjp_imag(g, ans, want, x):
+    return (o.multiply(_real_ct(g), -1j),)  # Im z = y: cotangent dL/dRe - i dL/dIm = -i g
+
+
+def jvp_imag(t, ans, x):
+    return o.imag(t[0])
+
+
+def vjp_conj(g, ans, want, x):
+    return (o.conj(g),)
+
+
+def jvp_conj(t, ans, x):
+    return o.conj(t[0])
+
+
+def _einsum_parts(subscripts):
+    ins, out = subscripts.split("->")
+    return ins.split(","), out
+
+
+def vjp_einsum(g, ans, want, *xs, subscripts):
+    ins, out = _einsum_parts(subscripts)
+    grads = []
+    for i, w in enumerate(want):
+        if not w:
+            grads.append(None)
+            continue
+        others = [ins[j] for j in range(len(ins)) if j != i]
+        present = set(out).union(*others) if others else set(out)
+        target = "".join(c for c in ins[i] if c in present)
+        gi = o.bind(o.p_einsum, g, *(xs[j] for j in range(len(xs)) if j != i),
+                    subscripts=",".join([out, *others]) + "->" + target)
+        shape = _shape(xs[i])
+        if target != ins[i]:  # letters summed over in operand i alone: broadcast back
+            gi = o.broadcast_to(o.reshape(gi, tuple(n if c in present else 1 for c, n in zip(ins[i], shape))), shape)
+        grads.append(gi)
+    return tuple(grads)
+
+
+def jvp_einsum(t, ans, *xs, subscripts):
+    out = None
+    for i, ti in enumerate(t):
+        if ti is not None:
+            ops_ = list(xs)
+            ops_[i] = ti
+            out = _tadd(out, o.bind(o.p_einsum, *ops_, subscripts=subscripts))
+    return out
+
+
+def vjp_solve(g, ans, want, a, b):
+    # x = a^-1 b: gb = a^-T g, ga = -gb x^T
+    gb = o.bind(o.p_solve, o.swapaxes(a, -1, -2), g)
+    ga = unb(o.negative(o.matmul(gb, o.swapaxes(ans, -1, -2))), _shape(a)) if want[0] else None
+    return (ga, unb(gb, _shape(b)) if want[1] else None)
+
+
+def jvp_solve(t, ans, a, b):
+    rhs = t[1]
+    if t[0] is not None:
+        ax = o.matmul(t[0], ans)
+        rhs = o.negative(ax) if rhs is None else o.subtract(rhs, ax)
+    return o.bind(o.p_solve, a, rhs)
+
+
+def vjp_logabsdet(g, ans, want, a):
+    ainv_t = o.inv(o.swapaxes(a, -1, -2))
+    return (o.multiply(o.reshape(g, _shape(g) + (1, 1)), ainv_t),)
+
+
+def jvp_logabsdet(t, ans, a):
+    return o.sum(o.multiply(o.inv(o.swapaxes(a, -1, -2)), t[0]), axis=(-2, -1))
+
+
+def vjp_fft(g, ans, want, x, n, axis, inverse):
+    # the DFT matrix is symmetric, so the transpose of fft (ifft) is fft (ifft) of the cotangent, cut or
+    # zero-padded back to the input's length (NOTE [ Complex cotangents ] in ops.py)
+    gx = o._resize(o.bind(o.p_fft, g, n=None, axis=axis, inverse=inverse), _shape(x)[axis], axis)
+    return (gx if np.issubdtype(x.dtype, np.complexfloating) else o.real(gx),)
+
+
+def jvp_fft(t, ans, x, n, axis, inverse):
+    return o.bind(o.p_fft, t[0], n=n, axis=axis, inverse=inverse)
+
+
+def vjp_rfft(g, ans, want, x, n, axis):
+    m = _shape(x)[axis]
+    full = m if n is None else n
+    g = o._resize(g, full, axis)  # the dropped negative frequencies have cotangent 0
+    return (o._resize(o.real(o.bind(o.p_fft, g, n=None, axis=axis, inverse=False)), m, axis),)
+
+
+def jvp_rfft(t, ans, x, n, axis):
+    return o.bind(o.p_rfft, t[0], n=n, axis=axis)
+
+
+def vjp_irfft(g, ans, want, x, n, axis):
+    # y_j = (1/n) sum_k w_k Re(c_k e^{2 pi i jk/n}), w = 1, 2, ..., 2, 1 (the last 1 only for even n), so the
+    # cotangent of c_k is w_k conj(rfft(g))_k / n
+    half = n // 2 + 1
+    w = np.full(half, 2.0 / n)
+    w[0] = 1.0 / n
+    if n % 2 == 0:
+        w[-1] = 1.0 / n
+    nd = len(_shape(x))
+    w = w.reshape(tuple(half if i == axis else 1 for i in range(nd)))
+    c = o.multiply(o.conj(o.bind(o.p_rfft, _real_ct(g), n=n, axis=axis)), w)
+    return (o._resize(c, _shape(x)[axis], axis),)
+
+
+def jvp_irfft(t, ans, x, n, axis):
+    return o.bind(o.p_irfft, t[0], n=n, axis=axis)
+
+
 #: The table: primitive name -> (VJP rule, JVP rule).
 RULES = {
     "add": (vjp_add, jvp_add),
@@ -406,8 +724,33 @@ RULES = {
     "stack": (vjp_stack, jvp_stack),
     "roll": (vjp_roll, jvp_roll),
     "broadcast_to": (vjp_broadcast, jvp_broadcast),
+    "log1p": (vjp_log1p, jvp_log1p),
+    "expm1": (vjp_expm1, jvp_expm1),
+    "tan": (vjp_tan, jvp_tan),
+    "arctan": (vjp_arctan, jvp_arctan),
+    "arctan2": (vjp_arctan2, jvp_arctan2),
+    "sinh": (vjp_sinh, jvp_sinh),
+    "cosh": (vjp_cosh, jvp_cosh),
+    "hypot": (vjp_hypot, jvp_hypot),
+    "amax": (vjp_amax, jvp_amax),
+    "amin": (vjp_amax, jvp_amax),  # the same rule: ties with the reduced value share the cotangent
+    "prod": (vjp_prod, jvp_prod),
+    "cumsum": (vjp_cumsum, jvp_cumsum),
+    "norm2": (vjp_norm2, jvp_norm2),
+    "astype": (vjp_cast, jvp_cast),
+    "real": (vjp_real, jvp_real),
+    "imag": (vjp_imag, jvp_imag),
+    "conj": (vjp_conj, jvp_conj),
+    "einsum": (vjp_einsum, jvp_einsum),
+    "solve": (vjp_solve, jvp_solve),
+    "logabsdet": (vjp_logabsdet, jvp_logabsdet),
+    "fft": (vjp_fft, jvp_fft),
+    "rfft": (vjp_rfft, jvp_rfft),
+    "irfft": (vjp_irfft, jvp_irfft),
 }
 
+
+_EINSUM_MAX = 32  # operands an einsum may have (ops.einsum checks)
 
 #: What each VJP rule reads, per differentiated argument: primitive name -> {argument position (or "*" for
 #: any position): (positions of the arguments whose values that cotangent reads, whether it reads the
@@ -443,6 +786,30 @@ RETAIN = {
     "stack": {},
     "roll": {},
     "broadcast_to": {},
+    "log1p": {0: ((0,), False)},
+    "expm1": {0: ((), True)},
+    "tan": {0: ((), True)},
+    "arctan": {0: ((0,), False)},
+    "arctan2": {0: ((0, 1), False), 1: ((0, 1), False)},
+    "sinh": {0: ((0,), False)},
+    "cosh": {0: ((0,), False)},
+    "hypot": {0: ((0,), True), 1: ((1,), True)},
+    "amax": {0: ((0,), True)},
+    "amin": {0: ((0,), True)},
+    "prod": {0: ((0,), True)},
+    "cumsum": {},
+    "norm2": {0: ((0,), True)},
+    "astype": {},
+    "real": {},
+    "imag": {},
+    "conj": {},
+    # operand i's cotangent reads every other operand (einsum takes any number of operands)
+    "einsum": {i: (tuple(j for j in range(_EINSUM_MAX) if j != i), False) for i in range(_EINSUM_MAX)},
+    "solve": {0: ((0,), True), 1: ((0,), False)},
+    "logabsdet": {0: ((0,), False)},
+    "fft": {},
+    "rfft": {},
+    "irfft": {},
 }
 
 
