@@ -36,6 +36,7 @@ Only this module imports torch.
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 import weakref
 from dataclasses import dataclass
@@ -559,11 +560,19 @@ def _check_input(layers, x, where, layer_params=None):
 
 # ---- planning ----------------------------------------------------------------------------------------
 
+def _parse_memory(memory, where: str) -> float:
+    """A budget in bytes (see ``revolve.parse_bytes``), or ``float("inf")``: no budget, store-all."""
+    if isinstance(memory, float) and memory == math.inf:
+        return math.inf
+    return revolve.parse_bytes(memory, where=where, name="memory")
+
+
 def plan(chain: Chain, *, memory: float, strategy: Strategy = "optimal", slots: int = 500) -> Schedule:
     """A schedule for a profiled chain whose simulated peak is within ``memory`` bytes.
 
     The peak is the chain's: stored activations and live tapes, plus the working memory when the chain
-    models it (``profile(..., working_memory=True)``).
+    models it (``profile(..., working_memory=True)``). ``memory=float("inf")`` means no budget: store-all,
+    whatever the strategy (the fastest schedule: nothing is recomputed).
 
     Strategies: "optimal" (the heterogeneous DP), "binomial" (Revolve with the most snapshots that fit),
     "periodic" (the fastest segment length that fits: torch's checkpoint_sequential), "store_all".
@@ -572,8 +581,10 @@ def plan(chain: Chain, *, memory: float, strategy: Strategy = "optimal", slots: 
         InfeasibleBudget: no schedule of the strategy fits; the message gives the smallest budget that does.
     """
     where = "revolve.integrations.torch.plan"
-    memory = revolve.parse_bytes(memory, where=where, name="memory")
+    memory = _parse_memory(memory, where)
     n = chain.n_steps
+    if memory == math.inf:  # no budget: store-all, the fastest schedule (nothing is recomputed)
+        return revolve.store_all(n)
     if strategy == "optimal":
         return revolve.optimal(chain, memory=memory, slots=slots, lower_bound=False)
     if strategy == "store_all":
@@ -911,14 +922,17 @@ class CheckpointedSequential(nn.Module):
         memory: budget in bytes (or "512MiB") for the training step's memory: with ``working_memory``
             (default) everything the forward and backward create (stored inputs, tapes, the working
             activation, gradients of activations and parameters, layer temporaries); without it only
-            what is kept between forward and backward (stored inputs and tapes).
+            what is kept between forward and backward (stored inputs and tapes). ``float("inf")``: no
+            budget, store-all (every strategy).
         strategy: "optimal" (default, the DP), "binomial", "periodic" or "store_all".
         slots: memory discretization of the DP (default 500).
         working_memory: plan for the whole working memory (see ``profile``), not only what is kept.
 
-    Plans are made on the first call for each input shape, dtype and device (profiling the model once)
-    and cached (train and eval mode plan separately). Under ``torch.no_grad``, or when nothing needs a
-    gradient, the model runs plainly. ``last_stats`` holds the last backward's ``RunStats``.
+    Plans are made on the first call for each input shape, dtype, device and autocast state (profiling
+    the model once) and cached (train and eval mode plan separately). Under ``torch.no_grad``, or when
+    nothing needs a gradient, the model runs plainly. ``last_stats`` holds the last backward's
+    ``RunStats``. The layers are registered as ``nn.Sequential`` registers them (children ``"0"``,
+    ``"1"``, ...), so ``state_dict`` keys are the plain model's and checkpoints load either way.
 
     Raises:
         TypeError: the model is not sequential. ValueError: bad strategy, or an input on another device or
@@ -937,8 +951,9 @@ class CheckpointedSequential(nn.Module):
         super().__init__()
         where = "revolve.integrations.torch.CheckpointedSequential"
         layers = _layers(model, where)
-        self.layers = nn.ModuleList(layers)
-        self.memory = revolve.parse_bytes(memory, where=where, name="memory")
+        for i, layer in enumerate(layers):  # named as nn.Sequential names them: state_dict keys are the model's
+            self.add_module(str(i), layer)
+        self.memory = _parse_memory(memory, where)
         if strategy not in _STRATEGIES:
             raise ValueError(f"{where}: strategy must be one of {', '.join(_STRATEGIES)}, got {strategy!r}")
         self.strategy = strategy
@@ -946,6 +961,11 @@ class CheckpointedSequential(nn.Module):
         self.working_memory = working_memory
         self._plans: dict = {}
         self.last_stats: RunStats | None = None
+
+    @property
+    def layers(self) -> list[nn.Module]:
+        """The layers, in order (registered as children ``"0"``, ``"1"``, ... like ``nn.Sequential``'s)."""
+        return list(self._modules.values())
 
     def plan_for(self, x: torch.Tensor) -> tuple[Schedule, Chain]:
         """The (cached) schedule and profiled chain for inputs shaped like ``x``."""

@@ -295,3 +295,40 @@ def test_second_backward_without_retain_graph_raises_torchs_error():
     loss.backward()
     with pytest.raises(RuntimeError, match="backward through the graph a second time"):
         loss.backward()
+
+
+# ---- the wrapper as a drop-in ----------------------------------------------------------------------------
+
+def test_state_dict_round_trips_with_the_plain_model():
+    from tests.test_torch import mixed
+
+    plain = mixed(torch.float32)
+    net = CheckpointedSequential(copy.deepcopy(plain), memory="1MiB")
+    assert list(net.state_dict()) == list(plain.state_dict())
+    other = mixed(torch.float32)
+    for p in other.parameters():
+        p.data.add_(1.0)
+    net.load_state_dict(other.state_dict())  # a checkpoint saved from the plain model loads
+    for a, b in zip(net.state_dict().values(), other.state_dict().values()):
+        assert torch.equal(a, b)
+    plain.load_state_dict(net.state_dict())  # and the other way round
+    assert torch.equal(plain[0].weight, other[0].weight)
+
+
+def test_infinite_memory_means_store_all():
+    from tests.test_torch import mixed
+
+    base = mixed(torch.float64)
+    x = torch.randn(16, 8, dtype=torch.float64)
+    chain = profile(base, x)
+    for strategy in STRATEGIES:
+        assert list(revolve.integrations.torch.plan(chain, memory=float("inf"), strategy=strategy)) == \
+            list(revolve.store_all(chain.n_steps))
+    plain, ours = copy.deepcopy(base), copy.deepcopy(base)
+    torch.manual_seed(0)
+    plain(x).sum().backward()
+    net = CheckpointedSequential(ours, memory=float("inf"))
+    torch.manual_seed(0)
+    net(x).sum().backward()
+    assert net.last_stats.forward_evaluations == chain.n_steps
+    assert_grads_equal(plain, ours)
