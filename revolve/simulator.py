@@ -165,10 +165,14 @@ def simulate(schedule: Schedule | Iterable, chain: Chain | None = None, *, n_ste
             raise TypeError(f"{where}: chain must be a revolve.Chain, got {type(chain).__name__}")
         if chain.n_steps != n:
             raise ValueError(f"{where}: the chain has n_steps={chain.n_steps} but the schedule has n_steps={n}")
-        F = [0.0, *accumulate(chain.values("forward_cost").tolist())]  # prefix sums: cost of steps a..b-1
-        B = chain.values("backward_cost").tolist()
-        # sizes as exact integers over one denominator (NOTE [ Exact sizes ] in revolve.chain): no float drift
-        exact, den = chain.exact_sizes()
+        if n > _LISTS_MAX_STEPS and _all_uniform(chain) and not chain.has_shared_states:
+            # O(1) memory for a long uniform chain: constant sequences instead of n-element lists
+            F, B, exact, den = _uniform_sequences(chain)
+        else:
+            F = [0.0, *accumulate(chain.values("forward_cost").tolist())]  # prefix sums: cost of steps a..b-1
+            B = chain.values("backward_cost").tolist()
+            # sizes as exact integers over one denominator (NOTE [ Exact sizes ] in revolve.chain): no float drift
+            exact, den = chain.exact_sizes()
         S = exact["state_bytes"]
         T = exact["tape_bytes"]
     # states shared with tapes (NOTE [ Schedule invariants ] 8): count holders per state, bytes once
@@ -343,6 +347,53 @@ def simulate(schedule: Schedule | Iterable, chain: Chain | None = None, *, n_ste
         peak_memory=peak_mem / den if has_chain else None,
         peak_bytes_by_storage=peak_bytes,
     )
+
+
+_LISTS_MAX_STEPS = 10**5  # above this, a uniform chain is simulated without n-element lists
+
+
+class _Constant:
+    """A sequence whose every element is ``value`` (indexable like the per-step lists it replaces)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value):
+        self.value = value
+
+    def __getitem__(self, i):
+        return self.value
+
+
+class _Ramp:
+    """The prefix sums i * value of a constant cost (F[b] - F[a] is the cost of steps a..b-1)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: float):
+        self.value = value
+
+    def __getitem__(self, i):
+        return i * self.value
+
+
+def _all_uniform(chain: Chain) -> bool:
+    """True when every numeric field of the chain, working memory included, is one number."""
+    from .chain import _NUMERIC
+
+    return all(chain.uniform(name) is not None for name in _NUMERIC)
+
+
+def _uniform_sequences(chain: Chain):
+    """(F, B, exact sizes, denominator) of a uniform chain in O(1) memory: one step's exact sizes, repeated.
+
+    The times are counts times the cost (equal to the prefix sums of the list path up to rounding).
+    """
+    from .chain import _NUMERIC
+
+    one = Chain(**{name: chain.uniform(name) for name in _NUMERIC}, n_steps=1)  # (to_dict would expand the fields)
+    exact1, den = one.exact_sizes()
+    exact = {name: _Constant(values[0]) for name, values in exact1.items()}
+    return _Ramp(chain.uniform("forward_cost")), _Constant(chain.uniform("backward_cost")), exact, den
 
 
 def _state(cur: int) -> str:

@@ -549,3 +549,36 @@ def test_demo_checks_u0_and_explains_its_figures(capsys):
     assert "d loss / d u0 . v" in out
     for figure in ("records:", "advances:", "recomputation ratio:"):
         assert sum(line.strip().startswith(figure) for line in out.splitlines()) == 1, figure
+
+
+def test_simulating_a_long_uniform_chain_takes_no_memory_per_step():
+    import tracemalloc
+
+    n = 300_000
+    chain = Chain(forward_cost=0.5, backward_cost=1.5, state_bytes=8, tape_bytes=24, n_steps=n)
+    sched = periodic(n, every=500)
+    tracemalloc.start()
+    try:
+        stats = simulate(sched, chain)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 1 << 20  # the per-step lists took about 4 x 32 bytes x n (38 MB here)
+    closed = closed_form_stats(sched)
+    assert stats.forward_evaluations == closed.forward_evaluations and stats.peak_snapshots == closed.peak_snapshots
+    assert stats.time == pytest.approx(0.5 * stats.forward_evaluations + 1.5 * n, rel=1e-12)
+    assert stats.peak_memory == 8 * closed.peak_snapshots + 24 * closed.peak_tapes
+
+
+def test_uniform_fast_path_equals_the_list_path(monkeypatch):
+    import revolve.simulator as sm
+
+    n = sm._LISTS_MAX_STEPS + 7
+    chain = Chain(forward_cost=0.1, backward_cost=0.3, state_bytes=8.5, tape_bytes=24, n_steps=n,
+                  forward_overhead=3, record_overhead=1, backward_overhead=2, adjoint_bytes=5)
+    sched = periodic(n, every=700)
+    fast = asdict(simulate(sched, chain))
+    monkeypatch.setattr(sm, "_LISTS_MAX_STEPS", 10**12)
+    lists = asdict(simulate(sched, chain))
+    assert fast.pop("time") == pytest.approx(lists.pop("time"), rel=1e-12)
+    assert fast == lists
