@@ -292,7 +292,8 @@ def _solve_pareto(F, B, s, t, hin, hout, fo, ro, bo, adj, *, limit: int, max_poi
       E(i, k) = min(D(i, k) from s_i on, min_j F_{i..j-1} + W(j, k)(m - s_i) + E(i, j)(m))
       W(i, k) = min(D(i, k), E(i, k));   H(i, k) like E with x_i held by the tape of step i - 1
 
-    Raises ``_TooLarge`` once more than ``max_points`` breakpoints have been combined.
+    Raises ``_TooLarge`` once more than ``max_points`` breakpoints have been combined, or early once the
+    lengths left look set to pass that.
     """
     n = len(F)
     Fpre = np.concatenate(([0.0], np.cumsum(F)))
@@ -303,6 +304,7 @@ def _solve_pareto(F, B, s, t, hin, hout, fo, ro, bo, adj, *, limit: int, max_poi
     H: dict = {(k, k): _BASE for k in range(n + 1)} if use_h else {}
     work = 0
     for length in range(1, n + 1):
+        before = work
         for i in range(0, n - length + 1):
             k = i + length
             si = int(s[i])
@@ -338,6 +340,9 @@ def _solve_pareto(F, B, s, t, hin, hout, fo, ro, bo, adj, *, limit: int, max_poi
                 H[i, k] = _prune(*(np.concatenate(x) for x in zip(*parts)), limit)
             if work > max_points:
                 raise _TooLarge
+        # give up early when the lengths left, at half this length's work each, would pass the limit
+        if work + (work - before) * (n - length) / 2 > max_points:
+            raise _TooLarge
     return {"E": E, "W": W, "H": H}
 
 
@@ -458,12 +463,12 @@ _SIZE_FIELDS = ("state_bytes", "tape_bytes", *(name for _, name in _WORKING_FIEL
 _INT_LIMIT = 2**60  # sums of sizes in int64 units stay below this, so nothing overflows (sentinel 2^61)
 
 
-def _int_sizes(chain: Chain, *, up: bool = True) -> tuple[dict[str, np.ndarray], Fraction, bool]:
-    """The chain's sizes in whole units of one exact unit, as int64 arrays (NOTE [ Exact sizes ] in revolve.chain).
+def _int_sizes(chain: Chain) -> tuple[dict[str, np.ndarray], Fraction, int]:
+    """The chain's sizes in whole units of one exact unit (NOTE [ Exact sizes ] in revolve.chain).
 
-    The unit is the greatest common divisor of the sizes (1 byte or coarser for whole-byte chains), so the
-    units are exact, unless their total would not fit int64: then the unit is doubled until it does and
-    sizes are rounded ``up`` (the plan fits) or down (a lower bound). Returns (units, unit, exact).
+    The unit is the greatest common divisor of the sizes (1 byte or coarser for whole-byte chains), so
+    nothing is rounded. The arrays are int64 when every sum of sizes fits below 2^60, else Python
+    integers (dtype object: slower, still exact). Returns (units, unit, a value above every sum).
     """
     ints, den = chain.exact_sizes()
     g = 0
@@ -472,13 +477,9 @@ def _int_sizes(chain: Chain, *, up: bool = True) -> tuple[dict[str, np.ndarray],
             g = math.gcd(g, v)
     g = max(g, 1)
     total = sum(sum(ints[name]) for name in _SIZE_FIELDS) // g
-    shift = max(0, (total // _INT_LIMIT).bit_length())
-    div = g << shift
-    out = {}
-    for name in _SIZE_FIELDS:
-        vals = [-(-v // div) if up else v // div for v in ints[name]]
-        out[name] = np.asarray(vals, dtype=np.int64)
-    return out, Fraction(div, den), shift == 0
+    dtype = np.int64 if total < _INT_LIMIT else object
+    out = {name: np.asarray([v // g for v in ints[name]], dtype=dtype) for name in _SIZE_FIELDS}
+    return out, Fraction(g, den), (2**61 if dtype is np.int64 else 4 * total + 4)
 
 
 def _min_memory_choice(chain: Chain) -> tuple[float, dict]:
@@ -494,16 +495,15 @@ def _min_memory_choice(chain: Chain) -> tuple[float, dict]:
             f"optimal, which starts with it) plans chains of at most {_MAX_MIN_MEMORY_STEPS} steps (about a minute); "
             f"group steps into fewer stages, or use revolve.binomial for uniform chains (any length, O(1) memory)"
         )
-    units, unit, _ = _int_sizes(chain, up=True)
+    units, unit, inf = _int_sizes(chain)
     S, T = units["state_bytes"], units["tape_bytes"]
     FO, RO, BO, A = (units[name] for _, name in _WORKING_FIELDS)
     hin = chain.holds("tape_holds_input")
     hout = chain.holds("tape_holds_output")
-    inf = 2**61
     working = chain.has_overheads  # then a step's input counts while it runs, unless it is held
-    W = np.full((n + 1, n + 1), inf, dtype=np.int64)
-    E = np.full((n + 1, n + 1), inf, dtype=np.int64)
-    H = np.full((n + 1, n + 1), inf, dtype=np.int64)
+    W = np.full((n + 1, n + 1), inf, dtype=S.dtype)
+    E = np.full((n + 1, n + 1), inf, dtype=S.dtype)
+    H = np.full((n + 1, n + 1), inf, dtype=S.dtype)
     ch: dict[tuple, int] = {}
     for k in range(n + 1):
         W[k, k] = H[k, k] = 0
@@ -649,7 +649,7 @@ def optimal(chain: Chain, *, memory: float, slots: int = DEFAULT_SLOTS, lower_bo
         params.update(predicted_time=everything.time, lower_bound_time=everything.time, discretization_loss=0.0,
                       certified_gap=0.0, method="store_all")
         return Schedule.from_actions(list(store_all(n)), n_steps=n, kind="optimal", params=params)
-    planned = _optimal_pareto(chain, memory, lower_bound=lower_bound)
+    planned = _optimal_pareto(chain, memory)
     if planned is not None:
         actions, extra = planned
         params.update(extra)
@@ -696,7 +696,7 @@ def optimal(chain: Chain, *, memory: float, slots: int = DEFAULT_SLOTS, lower_bo
     return Schedule.from_actions(actions, n_steps=n, kind="optimal", params=params)
 
 
-_MAX_POINTS = 1e7  # breakpoints the exact lists may combine (a few seconds) before ``optimal`` plans in rounded units
+_MAX_POINTS = 5e6  # breakpoints the exact lists may combine (a few seconds) before ``optimal`` plans in rounded units
 _MAX_TRIPLES = 3e6  # (i, j, k) split triples, n^3 / 6: beyond it (n above ~260) the lists' Python loop is too slow
 
 
@@ -709,27 +709,26 @@ def _pareto_lists(chain: Chain, units: dict, limit: int) -> dict:
         work = dict(fo=None, ro=None, bo=None, adj=None)
     return _solve_pareto(chain.values("forward_cost"), chain.values("backward_cost"), units["state_bytes"],
                          units["tape_bytes"], chain.holds("tape_holds_input"), chain.holds("tape_holds_output"),
-                         limit=min(limit, 2**62), max_points=_MAX_POINTS, **work)
+                         limit=min(limit, 2**62) if units["state_bytes"].dtype != object else limit,
+                         max_points=_MAX_POINTS, **work)
 
 
 def _best_point(lists: dict, n: int, limit: int) -> tuple[int, float]:
     """The index and time of the fastest plan of W(0, n) needing at most ``limit`` units (-1, inf if none)."""
     mem, time, _ = lists["W"][0, n]
-    idx = int(np.searchsorted(mem, min(limit, 2**62), side="right")) - 1
+    idx = int(np.searchsorted(mem, min(limit, 2**62) if mem.dtype != object else limit, side="right")) - 1
     return idx, (float(time[idx]) if idx >= 0 else math.inf)
 
 
-def _optimal_pareto(chain: Chain, memory: float, *, lower_bound: bool) -> tuple[list[Action], dict] | None:
+def _optimal_pareto(chain: Chain, memory: float) -> tuple[list[Action], dict] | None:
     """The exact plan from Pareto lists (NOTE [ Exact sizes ]); None when the lists would be too large.
 
-    With exact integer sizes the plan is the optimum of the DP's class: its certified gap is 0. When the
-    sizes span too many bits for int64 they are rounded up by a power of two (the plan fits) and down (a
-    lower bound), and the gap between the two is reported.
+    Sizes are exact integers, so the plan is the optimum of the DP's class: its certified gap is 0.
     """
     n = chain.n_steps
     if n**3 / 6 > _MAX_TRIPLES:
         return None
-    units, unit, exact = _int_sizes(chain, up=True)
+    units, unit, _ = _int_sizes(chain)
     limit = budget_limit(memory, unit)
     try:
         lists = _pareto_lists(chain, units, limit)
@@ -737,26 +736,13 @@ def _optimal_pareto(chain: Chain, memory: float, *, lower_bound: bool) -> tuple[
         return None
     idx, predicted = _best_point(lists, n, limit)
     if idx < 0:
-        if exact:
-            raise RevolveInternalError(f"optimal: the exact lists find no plan within memory={memory!r}, "
-                                       f"though min_memory says one exists")
-        return None  # rounded up by a power of two at the very minimum: let the unit DP try
+        raise RevolveInternalError(f"optimal: the exact lists find no plan within memory={memory!r}, "
+                                   f"though min_memory says one exists")
     m = int(lists["W"][0, n][0][idx])  # the units this plan needs: the sub-problems are rebuilt from it
     actions = _pareto_actions(lists, m, units["state_bytes"], units["tape_bytes"],
                               chain.holds("tape_holds_input"), chain.holds("tape_holds_output"))
-    bound = predicted
-    if not exact and lower_bound:
-        down, unit_d, _ = _int_sizes(chain, up=False)
-        try:
-            limit_d = budget_limit(memory, unit_d)
-            _, bound = _best_point(_pareto_lists(chain, down, limit_d), n, limit_d)
-        except _TooLarge:
-            bound = None
-    extra = {"predicted_time": predicted, "method": "exact" if exact else "pareto"}
-    if bound is not None and (exact or lower_bound):
-        extra.update(lower_bound_time=bound, discretization_loss=max(0.0, predicted - bound),
-                     certified_gap=max(0.0, predicted - bound))
-    return actions, extra
+    return actions, {"predicted_time": predicted, "method": "exact", "lower_bound_time": predicted,
+                     "discretization_loss": 0.0, "certified_gap": 0.0}
 
 
 def _min_memory_actions(chain: Chain, ch: dict) -> list[Action]:
