@@ -236,3 +236,308 @@ def test_second_order_against_torch_and_central_differences(name, fns, ft, args)
 #: for torch, but a step of eps crosses them only in the second order's directions; clip with traced bounds
 #: crosses none). Kept short: checked against torch above.
 NOT_SMOOTH_HERE = {"prod-zeros", "integer-input"}
+
+
+# ---- conventions at non-smooth points (NOTE [ Tie conventions ] in ops.py) -------------------------------
+
+def _torch_grad(ft, *xs):
+    ts = [T(x).requires_grad_(True) for x in xs]
+    ft(*ts).sum().backward()
+    return [t.grad.numpy() for t in ts]
+
+
+def test_amax_amin_split_ties_evenly_as_torch():
+    x = np.array([[1.0, 3.0, 3.0], [2.0, 2.0, 2.0]])
+    for ours, theirs in ((lambda v: ad.sum(ad.amax(v, axis=1)), lambda v: torch.amax(v, 1)),
+                         (lambda v: ad.sum(ad.amin(v, axis=0)), lambda v: torch.amin(v, 0)),
+                         (lambda v: ad.amax(v), torch.amax),
+                         (lambda v: ad.sum(np.max(v, axis=1, keepdims=True) * 2.0), lambda v: torch.amax(v, 1) * 2.0)):
+        np.testing.assert_array_equal(ad.grad(ours)(x), _torch_grad(theirs, x)[0])
+    _, t = ad.jvp(lambda v: ad.amax(v, axis=1), (x,), (np.arange(6.0).reshape(2, 3),))
+    np.testing.assert_allclose(t, [1.5, 4.0], rtol=1e-15)  # the mean of the tied tangents
+
+
+def test_relu_abs_clip_at_kinks_equal_torch_and_maximum_documents_its_choice():
+    x = np.array([-1.0, 0.0, 0.5, 1.0])
+    np.testing.assert_array_equal(ad.grad(lambda v: ad.sum(ad.relu(v)))(x), _torch_grad(torch.relu, x)[0])
+    np.testing.assert_array_equal(ad.grad(lambda v: ad.sum(ad.abs(v)))(x), _torch_grad(torch.abs, x)[0])
+    np.testing.assert_array_equal(ad.grad(lambda v: ad.sum(np.clip(v, 0.0, 0.5)))(x),
+                                  _torch_grad(lambda v: torch.clamp(v, 0.0, 0.5), x)[0])
+    np.testing.assert_array_equal(ad.relu(np.array([np.nan, -1.0])), [np.nan, 0.0])  # NaN propagates, as torch
+    # elementwise maximum at a tie: ours sends the derivative to the first argument, torch splits it in halves
+    a, b = np.array([1.0, 2.0]), np.array([1.0, 0.0])
+    ga, gb = ad.grad(lambda p, q: ad.sum(ad.maximum(p, q)), argnums=(0, 1))(a, b)
+    ta, tb = _torch_grad(torch.maximum, a, b)
+    np.testing.assert_array_equal(ga + gb, ta + tb)
+    np.testing.assert_array_equal(ga, [1.0, 1.0])
+    np.testing.assert_array_equal(ta, [0.5, 1.0])
+
+
+def test_hypot_norm_and_std_at_zero_have_derivative_zero():
+    for x in (np.full(3, 2.0), np.ones(1)):  # regression: std was sqrt(var), nan here; torch gives 0
+        np.testing.assert_array_equal(ad.grad(ad.std)(x), _torch_grad(lambda v: torch.std(v, correction=0), x)[0])
+    np.testing.assert_array_equal(ad.hessian(ad.std)(np.full(2, 2.0)), np.zeros((2, 2)))
+    np.testing.assert_array_equal(ad.grad(ad.linalg.norm)(np.zeros(3)), _torch_grad(torch.linalg.norm, np.zeros(3))[0])
+    g = ad.grad(lambda a, b: ad.sum(ad.hypot(a, b)), argnums=(0, 1))(np.zeros(2), np.array([0.0, 2.0]))
+    np.testing.assert_array_equal(g[0], [0.0, 0.0])
+    np.testing.assert_array_equal(g[1], [0.0, 1.0])
+
+
+# ---- shapes and dtypes: 0-d, Python scalars, empty, integers, views ------------------------------------
+
+def test_zero_dimensional_and_python_scalars():
+    x = np.array(0.7)
+    for f, ft in ((ad.log1p, torch.log1p), (ad.tan, torch.tan), (ad.amax, torch.amax), (ad.prod, torch.prod),
+                  (lambda v: ad.cumsum(v)[0], lambda v: torch.cumsum(v.reshape(1), 0)[0]),
+                  (lambda v: ad.arctan2(v, 2.0), lambda v: torch.arctan2(v, torch.tensor(2.0, dtype=torch.float64))),
+                  (lambda v: np.hypot(3.0, v), lambda v: torch.hypot(torch.tensor(3.0, dtype=torch.float64), v))):
+        g = ad.grad(f)(x)
+        assert np.shape(g) == ()
+        np.testing.assert_allclose(g, _torch_grad(ft, x)[0], rtol=1e-13)
+    # Python numbers run as plain numpy
+    assert ad.log1p(0.5) == np.log1p(0.5) and ad.arctan2(1.0, 2.0) == np.arctan2(1.0, 2.0)
+    assert ad.amax(3.0) == 3.0 and ad.clip(5.0, 0.0, 1.0) == 1.0
+
+
+def test_empty_arrays():
+    e = np.zeros((0, 3))
+    for f in (lambda v: ad.sum(ad.log1p(v)), lambda v: ad.sum(ad.cumsum(v, axis=0)), lambda v: ad.sum(ad.prod(v, axis=0)),
+              lambda v: ad.sum(np.pad(v, 1)), lambda v: ad.sum(np.clip(v, 0, 1)), lambda v: ad.sum(ad.amax(v, axis=0)
+              if False else ad.sum(np.diff(v, axis=1)))):
+        g = ad.grad(f)(e)
+        assert g.shape == (0, 3)
+    np.testing.assert_array_equal(ad.grad(lambda v: ad.sum(ad.prod(v, axis=0)))(e), np.zeros((0, 3)))
+    assert ad.prod(np.zeros(0)) == 1.0
+    with pytest.raises(ValueError, match=r"revolve.ad.amax: zero-size reduction over axis \(0,\)"):
+        ad.grad(lambda v: ad.sum(ad.amax(v, axis=0)))(e)
+
+
+def test_integer_inputs_are_differentiated_as_float64():
+    x = np.array([[1, 2, 3], [4, 0, 6]])
+    for f, ft in ((lambda v: ad.sum(ad.prod(v, axis=0)), lambda v: torch.prod(v, 0)),
+                  (lambda v: ad.sum(np.cumsum(v) * np.arange(6)), lambda v: torch.cumsum(v.flatten(), 0) * T(np.arange(6))),
+                  (lambda v: ad.linalg.norm(v), torch.linalg.norm)):
+        g = ad.grad(f)(x)
+        assert g.dtype == np.float64
+        np.testing.assert_allclose(g, _torch_grad(ft, x)[0], rtol=1e-13)
+    # a cast to an integer dtype is a constant, not a derivative path
+    assert ad.grad(lambda v: ad.sum(v * ad.astype(v, np.int64)))(np.array([1.5, 2.5])).tolist() == [1.0, 2.0]
+
+
+def test_float32_cast_casts_the_cotangent_back():
+    x = R(5)
+    f = lambda v: ad.sum(ad.sin(v.astype(np.float32)) * 2.0)  # noqa: E731
+    g = ad.grad(f)(x)
+    xt = T(x).requires_grad_(True)
+    (torch.sin(xt.to(torch.float32)) * 2.0).sum().backward()
+    assert g.dtype == np.float64
+    np.testing.assert_allclose(g, xt.grad.numpy(), rtol=1e-6)
+    assert ad.jvp(lambda v: v.astype(np.float32), (x,), (np.ones(5),))[1].dtype == np.float32
+
+
+def test_non_contiguous_views_as_inputs():
+    base = R(6, 8)
+    x = base[::2, 1::3]  # non-contiguous
+    assert not x.flags.c_contiguous
+    for f, ft in ((lambda v: ad.sum(ad.cumsum(v, axis=0) * ad.flip(v, 1)), lambda v: (torch.cumsum(v, 0) * v.flip(1)).sum()),
+                  (lambda v: ad.sum(ad.prod(v.T, axis=1)), lambda v: torch.prod(v.T, 1).sum()),
+                  (lambda v: ad.sum(np.einsum("ij,ij->j", v, v[::-1])), lambda v: torch.einsum("ij,ij->j", v, v.flip(0)).sum())):
+        np.testing.assert_allclose(ad.grad(f)(x), _torch_grad(ft, x)[0], rtol=1e-12, atol=1e-14)
+    before = base.copy()
+    ad.grad(lambda v: ad.sum(ad.at(v)[0].set(1.0) ** 2))(x)
+    np.testing.assert_array_equal(base, before)  # the caller's array is untouched
+
+
+# ---- axis / keepdims over random shapes (hypothesis) ---------------------------------------------------
+
+_REDUCTIONS_T = {
+    "amax": (lambda v, ax, kd: ad.amax(v, axis=ax, keepdims=kd), lambda v, ax, kd: torch.amax(v, ax, keepdim=kd)),
+    "amin": (lambda v, ax, kd: np.min(v, axis=ax, keepdims=kd), lambda v, ax, kd: torch.amin(v, ax, keepdim=kd)),
+    "prod": (lambda v, ax, kd: v.prod(axis=ax, keepdims=kd),
+             lambda v, ax, kd: v.permute(*[i for i in range(v.ndim) if i not in ax], *ax).reshape(
+                 *[v.shape[i] for i in range(v.ndim) if i not in ax], -1).prod(-1).reshape(
+                 [1 if i in ax else v.shape[i] for i in range(v.ndim)] if kd else
+                 [v.shape[i] for i in range(v.ndim) if i not in ax])),
+    "var": (lambda v, ax, kd: np.var(v, axis=ax, keepdims=kd, ddof=1), lambda v, ax, kd: torch.var(v, ax, keepdim=kd, correction=1)),
+    "std": (lambda v, ax, kd: v.std(axis=ax, keepdims=kd), lambda v, ax, kd: torch.std(v, ax, keepdim=kd, correction=0)),
+    "norm": (lambda v, ax, kd: ad.linalg.norm(v, axis=ax, keepdims=kd) if len(ax) <= 2 else ad.linalg.norm(ad.linalg.norm(v, axis=ax[:2], keepdims=True), axis=ax[2:], keepdims=True) if kd else ad.linalg.norm(v.reshape(-1)) * 1.0,
+             lambda v, ax, kd: torch.linalg.vector_norm(v, 2, ax, keepdim=kd)),
+}
+
+
+@given(shape=st.lists(st.integers(1, 3), min_size=1, max_size=3), data=st.data(),
+       kind=st.sampled_from(sorted(_REDUCTIONS_T)), keepdims=st.booleans(), seed=st.integers(0, 2**31))
+@settings(max_examples=25, deadline=None)
+def test_reductions_over_random_axes_against_torch(shape, data, kind, keepdims, seed):
+    nd = len(shape)
+    axes = tuple(sorted(data.draw(st.sets(st.integers(0, nd - 1), min_size=1))))
+    if kind == "norm" and len(axes) > 2:
+        axes = axes[:2]
+    if kind == "var" and int(np.prod([shape[i] for i in axes])) < 2:
+        return
+    r = np.random.default_rng(seed)
+    x = r.standard_normal(shape)
+    ours, theirs = _REDUCTIONS_T[kind]
+    neg = tuple(a - nd for a in axes)  # negative axes mean the same
+    y = ours(x, neg, keepdims)
+    w = r.standard_normal(np.shape(y))
+    xt = T(x).requires_grad_(True)
+    yt = theirs(xt, axes, keepdims)
+    np.testing.assert_allclose(y, yt.detach().numpy(), rtol=1e-12, atol=1e-14)
+    (yt * T(w)).sum().backward()
+    g = ad.grad(lambda v: ad.sum(ours(v, neg, keepdims) * w))(x)
+    np.testing.assert_allclose(g, xt.grad.numpy(), rtol=1e-10, atol=1e-12)
+    v = r.standard_normal(shape)
+    _, t = ad.jvp(lambda u: ours(u, neg, keepdims), (x,), (v,))
+    np.testing.assert_allclose(t, torch.func.jvp(lambda u: theirs(u, axes, keepdims), (T(x),), (T(v),))[1].numpy(),
+                               rtol=1e-10, atol=1e-12)
+
+
+@given(n=st.integers(1, 5), m=st.integers(1, 5), axis=st.integers(-2, 1), seed=st.integers(0, 2**31))
+@settings(max_examples=30, deadline=None)
+def test_cumsum_diff_flip_over_random_shapes_against_torch(n, m, axis, seed):
+    x = np.random.default_rng(seed).standard_normal((n, m))
+    f = lambda v: ad.sum(np.cumsum(v, axis=axis) ** 2) + ad.sum(np.diff(v, axis=axis) * np.flip(v, axis)[:n, :m][  # noqa: E731
+        tuple(slice(1, None) if i == axis % 2 else slice(None) for i in range(2))])
+    ft = lambda v: (torch.cumsum(v, axis) ** 2).sum() + (torch.diff(v, dim=axis) * v.flip(axis)[  # noqa: E731
+        tuple(slice(1, None) if i == axis % 2 else slice(None) for i in range(2))]).sum()
+    np.testing.assert_allclose(ad.grad(f)(x), _torch_grad(ft, x)[0], rtol=1e-11, atol=1e-13)
+
+
+# ---- complex values (NOTE [ Complex cotangents ] in ops.py) -----------------------------------------------
+
+def test_fft_of_complex_inputs_cotangent_is_the_conjugate_of_torchs():
+    z = R(6) + 1j * R(6)
+    w = R(6)
+
+    def loss(v):
+        return ad.sum(ad.abs(np.fft.fft(v * np.exp(0.3j))) * w) + ad.sum(ad.real(np.fft.ifft(v, n=8)))
+
+    zt = torch.tensor(z, requires_grad=True)
+    (torch.fft.fft(zt * np.exp(0.3j)).abs() * T(w)).sum().add(torch.fft.ifft(zt, n=8).real.sum()).backward()
+    np.testing.assert_allclose(ad.grad(loss)(z), np.conj(zt.grad.numpy()), rtol=1e-12, atol=1e-14)
+    # the same in real coordinates: d loss / d Re z and d loss / d Im z against central differences
+    g = ad.grad(loss)(z)
+    eps = 1e-6
+    for d, part in ((1.0, g.real), (1j, -g.imag)):
+        e = np.zeros(6, complex)
+        e[2] = d
+        fd = (ad.stop_gradient(loss(z + eps * e)) - ad.stop_gradient(loss(z - eps * e))) / (2 * eps)
+        np.testing.assert_allclose(part[2], fd, rtol=1e-7)
+
+
+def test_a_real_loss_through_complex_multiplies_has_exact_second_derivatives():
+    # a real factor times a complex one: its cotangent's imaginary part must not leak into the Hessian
+    x = R(6)
+    loss = lambda v: ad.sum(ad.abs(ad.fft.rfft(v * ad.sin(v))) ** 2)  # noqa: E731
+    loss_t = lambda v: (torch.fft.rfft(v * torch.sin(v)).abs() ** 2).sum()  # noqa: E731
+    h_t = torch.autograd.functional.hessian(loss_t, T(x)).numpy()
+    np.testing.assert_allclose(ad.jacrev(ad.grad(loss))(x), h_t, rtol=1e-9, atol=1e-10)
+    np.testing.assert_allclose(ad.hessian(loss)(x), h_t, rtol=1e-9, atol=1e-10)
+
+
+# ---- functional updates and errors ------------------------------------------------------------------------
+
+def test_at_set_and_add_on_plain_arrays_match_numpy_and_leave_u_alone():
+    u = np.arange(6.0)
+    a = u.copy()
+    a[[1, 3]] = [10.0, 20.0]
+    np.testing.assert_array_equal(ad.at(u)[[1, 3]].set(np.array([10.0, 20.0])), a)
+    b = u.copy()
+    np.add.at(b, [0, 0, 5], 1.0)
+    np.testing.assert_array_equal(ad.at(u)[[0, 0, 5]].add(1.0), b)
+    np.testing.assert_array_equal(u, np.arange(6.0))
+    m = R(3, 4)
+    c = m.copy()
+    c[1:, ::-2] = 7.0
+    np.testing.assert_array_equal(ad.at(m)[1:, ::-2].set(7.0), c)
+
+
+def test_item_assignment_on_a_traced_value_names_ad_at():
+    def f(u):
+        u[0] = 1.0
+        return ad.sum(u)
+
+    with pytest.raises(TypeError, match=r"revolve.ad.at\(u\)\[idx\].set\(v\)"):
+        ad.grad(f)(R(3))
+
+
+def test_clear_errors():
+    with pytest.raises(ValueError, match="more than once"):
+        ad.grad(lambda u: ad.sum(ad.at(u)[[0, 0]].set(1.0)))(R(3))
+    with pytest.raises(NotImplementedError, match="ellipsis"):
+        ad.grad(lambda u: ad.sum(np.einsum("...i,i", u, u[0])))(R(2, 3))
+    with pytest.raises(NotImplementedError, match="repeated index"):
+        ad.grad(lambda u: np.einsum("ii", u))(R(3, 3))
+    with pytest.raises(ValueError, match="revolve.ad.pad: mode must be one of"):
+        ad.pad(R(3), 1, mode="mean")
+    with pytest.raises(ValueError, match="ddof must be < the number of reduced elements"):
+        ad.var(R(3), ddof=3)
+    with pytest.raises(NotImplementedError, match="matrix ord=2 is not supported"):
+        ad.linalg.norm(R(3, 3), 2)
+    with pytest.raises(NotImplementedError, match="np.cumprod .* no revolve.ad rule"):
+        ad.grad(lambda u: ad.sum(np.cumprod(u)))(R(3))
+
+
+def test_tapes_keep_only_what_the_rules_read():
+    # cumsum, flip, pad, take and the linear FFTs read no values: a chain of them keeps no array
+    x = R(1000)
+    f = lambda v: ad.sum(ad.fft.irfft(ad.fft.rfft(np.pad(np.cumsum(v), 3, mode="wrap")), n=1006)[np.arange(0, 900, 7)])  # noqa: E731
+    _, pullback = ad.vjp(f, x)
+    kept = [a for n in pullback._tape.nodes if n is not None for a in (*n.args, n.out) if isinstance(a, np.ndarray)
+            and a.size >= 100 and a is not x]
+    assert kept == []  # only index arrays and shape-only stand-ins
+    # amax keeps its input and output, solve its matrix and solution, not the right-hand side
+    A, b = SPD(40), R(40, 3)
+    _, pullback = ad.vjp(lambda bb: ad.linalg.solve(A, bb), b)
+    node = pullback._tape.nodes[-1]
+    assert isinstance(node.args[0], np.ndarray) and not isinstance(node.args[1], np.ndarray)
+
+
+# ---- a plain numpy step through revolve.gradient ---------------------------------------------------------
+
+N_GRID = 32
+DX = 2 * np.pi / N_GRID
+
+
+def burgers_step(u, p, i):
+    """One RK2 step of a forced viscous Burgers equation, written with numpy only (and ad.at for a boundary)."""
+    dt = 0.01
+
+    def rhs(v):
+        vx = (np.roll(v, -1) - np.roll(v, 1)) / (2 * DX)
+        vxx = (np.roll(v, -1) - 2 * v + np.roll(v, 1)) / DX**2
+        return -v * vx + p["nu"] * vxx + p["a"] * np.sin(v) - 0.01 * v.mean()
+
+    k1 = rhs(u)
+    k2 = rhs(u + dt * k1)
+    new = np.clip(u + 0.5 * dt * (k1 + k2), -3.0, 3.0)
+    return ad.at(new)[0].set(0.5 * (new[1] + new[-1]))  # a boundary condition: u_0 the mean of its neighbours
+
+
+def burgers_loss(u):
+    return (u**2).sum() + np.max(np.tanh(u))
+
+
+def test_plain_numpy_step_through_revolve_gradient_matches_central_differences():
+    u0 = np.sin(np.linspace(0, 2 * np.pi, N_GRID, endpoint=False)) + 0.1
+    params = {"nu": np.array(0.05), "a": np.array(0.3)}
+    n = 20
+
+    def run(u, p):
+        for i in range(n):
+            u = burgers_step(u, p, i)
+        return burgers_loss(u)
+
+    r = gradient(burgers_step, u0, n_steps=n, loss=burgers_loss, params=params, snapshots=3)
+    np.testing.assert_allclose(r.value, run(u0, params), rtol=1e-13)
+    d = np.random.default_rng(3).standard_normal(N_GRID)
+    eps = 1e-6
+    fd = (run(u0 + eps * d, params) - run(u0 - eps * d, params)) / (2 * eps)
+    np.testing.assert_allclose(np.dot(r.grad_x0, d), fd, rtol=1e-7)
+    for k in params:
+        hi, lo = dict(params), dict(params)
+        hi[k], lo[k] = params[k] + eps, params[k] - eps
+        np.testing.assert_allclose(r.grad_params[k], (run(u0, hi) - run(u0, lo)) / (2 * eps), rtol=1e-7)
+    # the plan recomputes: 3 snapshots for 20 steps
+    assert r.stats.forward_evaluations > n

@@ -387,7 +387,8 @@ _builtin_sum = builtins.sum
 #   splits it in halves between the two).
 # - ``relu`` at 0: derivative 0 (torch: 0). ``abs`` at 0: 0 (torch: 0). ``clip`` at a bound: 1 (torch's clamp:
 #   1 on the closed interval [lo, hi]).
-# - ``hypot(0, 0)`` and the 2-norm of a zero vector: derivative 0 (torch: 0 for the norm, nan for hypot).
+# - ``hypot(0, 0)``, the 2-norm of a zero vector and ``std`` of equal values: derivative 0 (torch: 0 for the
+#   norm and std, nan for hypot).
 
 def _amax_impl(x, axis=None, keepdims=False):
     return np.amax(x, axis=axis, keepdims=keepdims)
@@ -574,8 +575,15 @@ def var(a, axis=None, keepdims=False, ddof=0):
 
 
 def std(a, axis=None, keepdims=False, ddof=0):
-    """Standard deviation, sqrt(var(a, axis, ddof)); its derivative is inf/nan where the spread is 0 (as torch)."""
-    return sqrt(var(a, axis=axis, keepdims=keepdims, ddof=ddof))
+    """Standard deviation over ``axis`` with ``ddof``, as ``np.std``; derivative 0 where the spread is 0, as
+    torch's (written as the 2-norm of the deviations, whose derivative at 0 is 0)."""
+    shape = shape_of(a)
+    axes = _norm_axis(axis, len(shape))
+    count = int(np.prod([shape[i] for i in (axes if axes is not None else range(len(shape)))], dtype=np.int64))
+    if count - ddof <= 0:
+        raise ValueError(f"revolve.ad.std: ddof must be < the number of reduced elements ({count}), got {ddof}")
+    d = subtract(a, mean(a, axis=axes, keepdims=True))
+    return bind(p_norm2, d, axis=axes, keepdims=keepdims) / np.sqrt(count - ddof)
 
 
 def _parse_einsum(subscripts: str, shapes) -> str:
