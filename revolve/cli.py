@@ -137,7 +137,32 @@ def _stats(schedule, chain):
         stats = closed_form_stats(schedule)
         if stats is not None:
             return f"{stats}\n(closed form: a schedule of more than {_REPLAY_MAX_STEPS:,} steps is not replayed)"
-    return simulate(schedule, chain)
+    progress, schedule = _with_progress(schedule)
+    try:
+        return simulate(schedule, chain)
+    finally:
+        progress.close()
+
+
+def _with_progress(schedule):
+    """The schedule, counting its reversed steps on a Progress line when stderr is a terminal and n > 10^4."""
+    from ._io import Progress
+    from .actions import Reverse
+    from .schedule import Schedule
+
+    progress = Progress(schedule.n_steps, "revolve: replaying the schedule, reversed steps",
+                        enabled=None if schedule.n_steps > 10**4 else False)
+    if not progress.enabled:
+        return progress, schedule
+    inner = schedule
+
+    def actions():
+        for a in inner:
+            if a.__class__ is Reverse:
+                progress.update()
+            yield a
+
+    return progress, Schedule(actions, n_steps=inner.n_steps, kind=inner.kind, params=inner.params)
 
 
 def _print_schedule(schedule, args, chain) -> None:

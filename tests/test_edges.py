@@ -29,12 +29,14 @@ def _one_line_error(capsys, *needles):
 
 # -- Files ------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("argv,option", [
-    (["plan", "binomial", "--steps", "10", "--snapshots", "3", "--json", "/nonexistent/p.json"], "--json"),
-    (["plot", "tradeoff", "--steps", "10", "--out", "/nonexistent/folder"], "--out"),
+    (["plan", "binomial", "--steps", "10", "--snapshots", "3", "--json", "{missing}/p.json"], "--json"),
+    (["plot", "tradeoff", "--steps", "10", "--out", "{missing}/folder"], "--out"),
 ])
-def test_output_in_a_missing_folder_is_one_line_before_any_work(argv, option, capsys):
-    assert main(argv) == 2
-    captured = _one_line_error(capsys, option, "/nonexistent", "does not exist")
+def test_output_in_a_missing_folder_is_one_line_before_any_work(argv, option, capsys, tmp_path):
+    missing = str(tmp_path / "missing")
+    assert main([a.format(missing=missing) for a in argv]) == 2
+    captured = _one_line_error(capsys, option, missing, "does not exist")
+    assert not os.path.exists(missing)  # nothing created either
     assert "forward evaluations" not in captured.out  # checked before the stats are computed
     assert ".revolve-" not in captured.err
 
@@ -582,3 +584,18 @@ def test_uniform_fast_path_equals_the_list_path(monkeypatch):
     lists = asdict(simulate(sched, chain))
     assert fast.pop("time") == pytest.approx(lists.pop("time"), rel=1e-12)
     assert fast == lists
+
+
+def test_cli_replay_shows_progress_on_a_terminal_only(monkeypatch, capsys):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "tqdm.auto", None)  # the plain line (tqdm draws its own bar)
+    term = _Terminal(True)
+    monkeypatch.setattr(sys, "stderr", term)
+    assert main(["plan", "binomial", "--steps", "20000", "--snapshots", "10"]) == 0
+    assert "reversed steps: 20,000/20,000 steps (100%)" in term.text
+    quiet = _Terminal(False)
+    monkeypatch.setattr(sys, "stderr", quiet)
+    assert main(["plan", "binomial", "--steps", "20000", "--snapshots", "10"]) == 0
+    assert quiet.text == ""
+    assert f"{revolve.binomial_cost(20000, snapshots=10):,}" in capsys.readouterr().out
