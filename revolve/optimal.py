@@ -13,10 +13,12 @@ of sub-problems, both reversing steps i..k-1 with m memory units available:
                                                                advance to x_j, reverse [j, k), restore x_i
   W(i, k, m) = E(i, k, m) if m >= s_i (snapshot x_i) else D(i, k, m);   W(k, k, m) = 0
 
-Sizes are rounded *up* to whole memory units of ``memory / slots`` bytes, so every schedule the DP
-returns fits the budget when simulated with the true sizes (conservative discretization). Rounding the
-sizes *down* instead relaxes the problem: that DP's time is a lower bound on the true optimum, and the
-difference between the two is reported as the discretization loss.
+``optimal`` first solves these recurrences exactly, over the memory values that occur (``_solve_pareto``:
+a Pareto list of (units, time) per sub-problem, sizes as exact integers, NOTE [ Exact sizes ] in
+revolve.chain). When those lists grow too large, ``_solve`` fills them over ``slots`` memory units of
+about ``memory / slots`` bytes with sizes rounded *up*, so every schedule returned fits the budget when
+simulated with the true sizes; rounding the sizes *down* instead relaxes the problem, and the difference
+between the two times is reported as the certified gap.
 
 References:
     O. Beaumont, L. Eyraud-Dubois, J. Herrmann, A. Joly, A. Shilova. Optimal checkpointing for
@@ -594,15 +596,23 @@ def optimal(chain: Chain, *, memory: float, slots: int = DEFAULT_SLOTS, lower_bo
     Arguments:
         chain: the steps' costs and sizes.
         memory: the budget in bytes (> 0).
-        slots: memory units the budget is divided into (default 500). Sizes are rounded up to whole
-            units, so the result always fits; more slots waste less memory to rounding but the planning
-            time grows linearly with them (and as L^3 with the number of steps L).
-        lower_bound: also solve the relaxed problem (sizes rounded down) to report how much time the
-            rounding may cost (``schedule.params["discretization_loss"]``); doubles planning time.
+        slots: memory units the budget is divided into (default 500) when the exact plan is too large to
+            compute (see below). Sizes are then rounded up to whole units, so the result always fits;
+            more slots waste less memory to rounding but the planning time grows linearly with them (and
+            as L^3 with the number of steps L).
+        lower_bound: with rounded units, also solve the relaxed problem (sizes rounded down) to certify
+            how much time the rounding may cost; doubles that planning time.
+
+    The plan is exact whenever the Pareto lists of the DP (one per sub-problem, over the memory values
+    that occur, sizes as exact integers: NOTE [ Exact sizes ]) stay within their work limit: then it is
+    the fastest schedule of the DP's class, never slower than store-all, periodic, binomial or the
+    minimal-memory plan within the same budget, and ``params["method"]`` is "exact". Otherwise it is
+    "units" and ``params["certified_gap"]`` bounds the time rounding may have lost.
 
     Returns:
-        A ``Schedule`` (kind "optimal") whose params hold the budget, the slots, the predicted time and,
-        with ``lower_bound``, a lower bound on the optimal time and the discretization loss.
+        A ``Schedule`` (kind "optimal") whose params hold the budget, the slots, the method ("store_all",
+        "exact", "units" or, warned, "min_memory"), the predicted time and, where known, a lower bound on
+        the optimal time and the certified gap (also named ``discretization_loss``) between them.
 
     Raises:
         InfeasibleBudget: no schedule fits; its ``minimum`` (and message) give the smallest budget that does.
