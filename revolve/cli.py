@@ -64,6 +64,38 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _nonnegative_int(text: str) -> int:
+    text = text.strip()
+    if len(text) > 40 or not text.isdigit():
+        shown = text if len(text) <= 40 else text[:37] + "..."
+        raise argparse.ArgumentTypeError(f"expected a number of actions >= 0, got {shown!r}")
+    return int(text)
+
+
+def _load_chain(where: str, path: str):
+    """Chain.from_json on a file, with unreadable, binary and deeply nested files reported in one line."""
+    import json
+
+    from .chain import Chain
+
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise UsageError(f"{where}: --chain {path!r} cannot be read: {e.strerror}") from None
+    try:
+        doc = json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise UsageError(f"{where}: --chain {path!r} is not a chain file: not UTF-8 text (byte {e.start}); "
+                         f"write one with Chain(...).to_json()") from None
+    except RecursionError:
+        raise UsageError(f"{where}: --chain {path!r} is not a chain file: JSON nested too deeply") from None
+    except ValueError as e:
+        raise UsageError(f"{where}: --chain {path!r} is not valid JSON ({str(e)[:120]}); "
+                         f"write one with Chain(...).to_json()") from None
+    return Chain.from_json(doc)
+
+
 def _build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -77,7 +109,7 @@ def _build_parser() -> argparse.ArgumentParser:
     def outputs(q):
         q.add_argument("--chain", help="chain JSON file: adds time and memory to the stats")
         q.add_argument("--json", metavar="FILE", help="write the schedule as JSON to FILE")
-        q.add_argument("--show", nargs="?", type=int, const=20, default=None, metavar="K",
+        q.add_argument("--show", nargs="?", type=_nonnegative_int, const=20, default=None, metavar="K",
                        help="print the first K actions (default 20)")
 
     q = kinds.add_parser("binomial", help="Revolve: fewest recomputations for a number of snapshot slots")
@@ -96,7 +128,7 @@ def _build_parser() -> argparse.ArgumentParser:
     q.add_argument("--memory", required=True, help="budget, e.g. 512MiB, 2GB or a number of bytes")
     q.add_argument("--slots", type=_positive_int, default=None, help="memory discretization (default 500)")
     q.add_argument("--json", metavar="FILE", help="write the schedule as JSON to FILE")
-    q.add_argument("--show", nargs="?", type=int, const=20, default=None, metavar="K")
+    q.add_argument("--show", nargs="?", type=_nonnegative_int, const=20, default=None, metavar="K")
 
     q = sub.add_parser("frontier", help="the time/memory Pareto frontier of a chain")
     q.add_argument("--chain", required=True, help="chain JSON file")
@@ -213,7 +245,7 @@ def _run(args) -> int:
     if args.command == "plan":
         if args.kind == "optimal":  # the budget is checked before the chain is read
             memory = revolve.parse_bytes(args.memory, where="revolve plan optimal", name="--memory")
-        chain = revolve.Chain.from_json(args.chain) if getattr(args, "chain", None) else None
+        chain = _load_chain("revolve plan", args.chain) if getattr(args, "chain", None) else None
         if args.kind == "binomial":
             schedule = revolve.binomial(args.steps, snapshots=args.snapshots)
         elif args.kind == "periodic":
@@ -230,7 +262,7 @@ def _run(args) -> int:
         _print_schedule(schedule, args, chain)
         return 0
     if args.command == "frontier":
-        chain = revolve.Chain.from_json(args.chain)
+        chain = _load_chain("revolve frontier", args.chain)
         kw = {} if args.slots is None else {"slots": args.slots}
         front = revolve.frontier(chain, **kw)
         print(front)
@@ -239,7 +271,7 @@ def _run(args) -> int:
             print(f"wrote {args.csv}")
         return 0
     if args.command == "simulate":
-        chain = revolve.Chain.from_json(args.chain) if args.chain else None
+        chain = _load_chain("revolve simulate", args.chain) if args.chain else None
         # the chain's n_steps is checked against the file's header before any action is read
         schedule = revolve.Schedule.load(args.file, n_steps=None if chain is None else chain.n_steps)
         print(_stats(schedule, chain))
@@ -256,7 +288,7 @@ def _run(args) -> int:
         if args.plot == "tradeoff":
             png, csv_path = plotting.plot_tradeoff(args.steps, args.out, tape_states=args.tape_states)
         else:
-            png, csv_path = plotting.plot_frontier(revolve.Chain.from_json(args.chain), args.out, slots=args.slots)
+            png, csv_path = plotting.plot_frontier(_load_chain("revolve plot", args.chain), args.out, slots=args.slots)
         print(f"wrote {png} and {csv_path}")
         return 0
     if args.command == "demo":

@@ -599,3 +599,21 @@ def test_cli_replay_shows_progress_on_a_terminal_only(monkeypatch, capsys):
     assert main(["plan", "binomial", "--steps", "20000", "--snapshots", "10"]) == 0
     assert quiet.text == ""
     assert f"{revolve.binomial_cost(20000, snapshots=10):,}" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("content,needles", [
+    (b"\x7fELF\x02\x01\x01\x00\xd0\xff", ["--chain", "not a chain file", "not UTF-8"]),
+    (b"[" * 200_000, ["--chain", "nested too deeply"]),
+    (b"{nope", ["--chain", "not valid JSON", "Chain(...).to_json()"]),
+])
+def test_bad_chain_files_are_one_line(content, needles, tmp_path, capsys):
+    f = tmp_path / "chain.json"
+    f.write_bytes(content)
+    for argv in (["plan", "optimal", "--chain", str(f), "--memory", "1GB"], ["frontier", "--chain", str(f)]):
+        assert main(argv) == 2
+        _one_line_error(capsys, *needles)
+
+
+def test_show_must_be_a_count(capsys):
+    assert main(["plan", "binomial", "--steps", "10", "--snapshots", "3", "--show", "-1"]) == 2
+    _one_line_error(capsys, "--show", ">= 0", "'-1'")
