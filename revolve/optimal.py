@@ -199,8 +199,6 @@ class _TooLarge(Exception):
     """The Pareto lists outgrew their work limit (internal: ``optimal`` then plans in rounded units)."""
 
 
-_EMPTY = (np.zeros(0, np.int64), np.zeros(0), np.zeros(0, np.int32))
-_BASE = (np.zeros(1, np.int64), np.zeros(1), np.zeros(1, np.int32))  # nothing left to reverse: (0 units, time 0)
 
 
 def _prune(mem: np.ndarray, time: np.ndarray, ch: np.ndarray, limit: int) -> tuple:
@@ -224,7 +222,7 @@ def _shift(lst: tuple, c: int, cost: float, floor: int) -> tuple:
     """The list of ``rest`` after charging c units and ``cost`` time, needing at least ``floor`` units."""
     mem, time, ch = lst
     if not mem.size:
-        return _EMPTY
+        return lst
     mem = mem + c
     # points needing less than the floor all move onto it; of those only the last (fastest) survives
     start = max(int(np.searchsorted(mem, floor, side="right")) - 1, 0)
@@ -301,9 +299,12 @@ def _solve_pareto(F, B, s, t, hin, hout, fo, ro, bo, adj, *, limit: int, max_poi
     Fpre = np.concatenate(([0.0], np.cumsum(F)))
     working = fo is not None
     use_h = bool(np.any(hout))
+    # nothing left to reverse: 0 units, time 0; in the sizes' dtype, so Python-integer sizes never meet an
+    # int64 sum (which would overflow silently)
+    base = (np.zeros(1, dtype=s.dtype), np.zeros(1), np.zeros(1, np.int32))
     E: dict = {}
-    W: dict = {(k, k): _BASE for k in range(n + 1)}
-    H: dict = {(k, k): _BASE for k in range(n + 1)} if use_h else {}
+    W: dict = {(k, k): base for k in range(n + 1)}
+    H: dict = {(k, k): base for k in range(n + 1)} if use_h else {}
     work = 0
     for length in range(1, n + 1):
         before = work

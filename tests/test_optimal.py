@@ -397,3 +397,14 @@ def test_min_memory_refuses_a_chain_too_long():
     chain = Chain(forward_cost=1, backward_cost=1, state_bytes=1, tape_bytes=1, n_steps=5000)
     with pytest.raises(ValueError, match="revolve.min_memory: a chain of n_steps=5000 is too long"):
         min_memory(chain)
+
+
+@pytest.mark.parametrize("every", [4, 8, 12])
+def test_wide_exact_sizes_do_not_overflow(every):
+    """Decimal sizes from 0.1 to 49.9 need 2^-55-byte units: their sums pass 2^63, so the lists hold Python
+    integers. The empty sub-problem's list was int64, and sums with it overflowed silently (a negative memory
+    at rebuild). Optimal against periodic, which holds several tapes at once."""
+    chain = Chain(forward_cost=1, backward_cost=1, state_bytes=[0.1, 19.9] * 12 + [0.3], tape_bytes=[49.9, 0.7] * 12)
+    ref = simulate(periodic(24, every=every), chain)
+    got = simulate(optimal(chain, memory=ref.peak_memory), chain)
+    assert got.peak_memory <= ref.peak_memory and got.time <= ref.time
