@@ -51,7 +51,8 @@ from torch.utils._pytree import tree_leaves
 import revolve
 from revolve import Advance, Chain, Discard, InfeasibleBudget, Record, Restore, Reverse, Schedule, Snapshot
 
-__all__ = ["profile", "CheckpointedSequential", "checkpoint_sequential", "plan", "RunStats", "PeakStorages"]
+__all__ = ["profile", "CheckpointedSequential", "checkpoint_sequential", "run_blocks", "plan", "RunStats",
+           "PeakStorages"]
 
 Strategy = Literal["optimal", "binomial", "periodic", "store_all"]
 _STRATEGIES = ("optimal", "binomial", "periodic", "store_all")
@@ -308,6 +309,25 @@ class _Timer:
         return False
 
 
+# ---- side inputs -------------------------------------------------------------------------------------
+
+def _side_aliases(side: tuple) -> tuple:
+    """Side inputs as the layers see them: a tensor that requires grad becomes a detached alias that does (no
+    copy), so every layer's gradient for it is taken at its own reverse and summed by the runner."""
+    return tuple(t.detach().requires_grad_() if isinstance(t, torch.Tensor) and t.requires_grad else t for t in side)
+
+
+def _side_leaves(side: tuple) -> list:
+    """The side inputs (aliases) that a backward differentiates for."""
+    return [t for t in side if isinstance(t, torch.Tensor) and t.requires_grad]
+
+
+def _side_key(side: tuple) -> tuple:
+    """What a plan depends on in the side inputs: tensors' shape, dtype, device and whether they need grad."""
+    return tuple((tuple(t.shape), t.dtype, t.device, t.requires_grad) if isinstance(t, torch.Tensor) else repr(t)
+                 for t in side)
+
+
 # ---- profiling ---------------------------------------------------------------------------------------
 
 def _grad_inputs(layer: nn.Module, x_in: torch.Tensor, extra: list = ()) -> list:
@@ -343,7 +363,8 @@ def _cached_cast(node) -> bool:
         n is not None and getattr(n, "variable", None) is not None for n, _ in node.next_functions)
 
 
-def _reached_from_outside(i: int, layer: nn.Module, x_in: torch.Tensor, out: torch.Tensor, mark: int) -> list:
+def _reached_from_outside(i: int, layer: nn.Module, x_in: torch.Tensor, out: torch.Tensor, mark: int,
+                          side: tuple = ()) -> list:
     """Leaf tensors requiring grad that layer ``i``'s recorded graph reaches beyond its own parameters and input.
 
     A closure over an ``nn.Parameter``, or a learned bias the layer holds without registering it, is not in
@@ -355,7 +376,7 @@ def _reached_from_outside(i: int, layer: nn.Module, x_in: torch.Tensor, out: tor
     """
     if not out.requires_grad or out.grad_fn is None:
         return []
-    own = {id(p) for p in layer.parameters()}
+    own = {id(p) for p in layer.parameters()} | {id(t) for t in side}  # side inputs are inputs already
     start = get_gradient_edge(x_in).node if x_in.requires_grad else None
     found, seen, stack = {}, {}, [(out.grad_fn, 0)]
     while stack:
@@ -379,7 +400,8 @@ def _reached_from_outside(i: int, layer: nn.Module, x_in: torch.Tensor, out: tor
     return list(found.values())
 
 
-def _working_memory(layer: nn.Module, x: torch.Tensor, held_by_tape: int, extra: list) -> tuple[float, float, float]:
+def _working_memory(layer: nn.Module, x: torch.Tensor, held_by_tape: int, extra: list,
+                    side: tuple = ()) -> tuple[float, float, float]:
     """A layer's moment peaks beyond what is held, its input aside: (forward, record, backward) overheads.
 
     Measured once with ``PeakStorages``: the storages the no-grad forward creates (output, temporaries);
@@ -390,18 +412,18 @@ def _working_memory(layer: nn.Module, x: torch.Tensor, held_by_tape: int, extra:
     node has run, as in the runner: a layer of several nodes can peak after it is gone.
     """
     with torch.no_grad(), PeakStorages() as m:
-        y = layer(x)
+        y = layer(x, *side)
     forward = m.peak
     del y
     x_in = _graph_input(x) if x.is_floating_point() else x.detach()
     backward = 0
     with PeakStorages() as m:
         with torch.enable_grad():
-            out = layer(x_in)
+            out = layer(x_in, *side)
         record = max(0, m.peak - held_by_tape)
         if out.requires_grad and out is not x_in:
             edge = get_gradient_edge(out)
-            inputs = _grad_inputs(layer, x_in, extra)
+            inputs = _grad_inputs(layer, x_in, extra + _side_leaves(side))
             adjoint = [torch.ones_like(out)]
             incoming = _storage_key(adjoint[0])[1]
             del out  # the runner drops the working state before a reverse
@@ -411,10 +433,12 @@ def _working_memory(layer: nn.Module, x: torch.Tensor, held_by_tape: int, extra:
     return float(forward), float(record), float(backward)
 
 
-def profile(model, example_input: torch.Tensor, *, repeats: int = 5, working_memory: bool = True) -> Chain:
+def profile(model, example_input: torch.Tensor, *side, repeats: int = 5, working_memory: bool = True) -> Chain:
     """Measure each layer and return the ``revolve.Chain`` the planners need.
 
-    Each child of the model is one step. To plan per block rather than per layer, group layers into
+    Each child of the model is one step; ``side`` arguments (an attention mask, positions: the same for
+    every layer) are passed to each layer after the state, ``layer(x, *side)``. To plan per block rather
+    than per layer, group layers into
     nested ``nn.Sequential`` blocks (e.g. one per transformer block): a block is recomputed or stored whole.
 
     Per layer: forward time (no grad), backward time (record + reverse minus forward), the size of its
@@ -441,15 +465,20 @@ def profile(model, example_input: torch.Tensor, *, repeats: int = 5, working_mem
         >>> chain.n_steps, chain.state(0), chain.state(1)
         (2, 0.0, 128.0)
     """
-    return _profile(model, example_input, repeats=repeats, working_memory=working_memory)[0]
+    return _profile(model, example_input, repeats=repeats, working_memory=working_memory, side=side)[0]
 
 
 def _profile(model, example_input: torch.Tensor, *, repeats: int, working_memory: bool,
-             where: str = "revolve.integrations.torch.profile") -> tuple[Chain, list]:
-    """``profile``, and per layer the leaf tensors requiring grad it reaches beyond its parameters and input."""
+             where: str = "revolve.integrations.torch.profile", side: tuple = ()) -> tuple[Chain, list]:
+    """``profile``, and per layer the leaf tensors requiring grad it reaches beyond its parameters and input.
+
+    ``side``: arguments every layer takes after the state (``layer(x, *side)``), the same for all layers.
+    """
+    side = _side_aliases(side)
     layers = _layers(model, where)
     x = _check_input(layers, example_input, where)
     owned = _owned_keys(t for m in layers for t in [*m.parameters(), *m.buffers()])
+    owned |= _owned_keys(t for t in side if isinstance(t, torch.Tensor))  # the caller's: alive anyway
     # x_0 is the caller's input, alive through the step anyway: keeping it costs the plan nothing
     fwd, bwd, states, tapes, holds_in, holds_out = [], [], [0.0], [], [], []
     f_over, r_over, b_over, adjoints = [], [], [], [float(_storage_key(x)[1]) if x.is_floating_point() else 0.0]
@@ -462,7 +491,7 @@ def _profile(model, example_input: torch.Tensor, *, repeats: int, working_memory
                 for rep in range(max(1, repeats) + 1):  # the first run only warms up
                     version = x._version
                     with torch.no_grad(), _Timer(x.device) as timer:
-                        y = layer(x)
+                        y = layer(x, *side)
                     if x._version != version:
                         raise RuntimeError(_IN_PLACE.format(i=li, layer=layer))
                     ft.append(timer.seconds)
@@ -472,11 +501,11 @@ def _profile(model, example_input: torch.Tensor, *, repeats: int, working_memory
                     with _Timer(x.device) as timer:
                         with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(saved.pack, saved.unpack), \
                                 _no_in_place(li, layer):
-                            out = layer(x_in)
+                            out = layer(x_in, *side)
                         if rep == 0:  # the warm-up finds what the layer reaches from outside (not timed later)
-                            extras.append(_reached_from_outside(li, layer, x_in, out, mark))
+                            extras.append(_reached_from_outside(li, layer, x_in, out, mark, _side_leaves(side)))
                             owned |= _owned_keys(extras[-1])
-                        inputs = _grad_inputs(layer, x_in, extras[li])
+                        inputs = _grad_inputs(layer, x_in, extras[li] + _side_leaves(side))
                         if out.requires_grad and out is not x_in:
                             torch.autograd.grad([out], inputs, [torch.ones_like(out)], allow_unused=True)
                     bt.append(max(timer.seconds - ft[-1], 0.0))
@@ -495,7 +524,7 @@ def _profile(model, example_input: torch.Tensor, *, repeats: int, working_memory
                 holds_out.append(keeps_out)
                 if working_memory:
                     kept_out = keys[out_key] if keeps_out else 0
-                    fo, ro, bo = _working_memory(layer, x, int(tape) + kept_out, extras[li])
+                    fo, ro, bo = _working_memory(layer, x, int(tape) + kept_out, extras[li], side)
                     f_over.append(fo)  # the input counts while the layer runs unless held: the simulator adds it
                     r_over.append(ro)
                     b_over.append(bo)
@@ -630,12 +659,18 @@ class RunStats:
 class _Runner:
     """Executes one schedule over the layers: the forward part inside Function.forward, the rest in backward."""
 
-    def __init__(self, layers, schedule: Schedule, layer_params: list, layer_buffers: list, params: list):
+    def __init__(self, layers, schedule: Schedule, layer_params: list, layer_buffers: list, params: list,
+                 side: tuple = (), side_aliases: tuple = ()):
         self.layers = layers
         self.actions = iter(schedule)
         self.n = schedule.n_steps
         self.params = params
         self.param_index = {id(p): k for k, p in enumerate(params)}
+        # side inputs: layers read the aliases; gradients for an alias go to its side input's slot
+        self.side, self.side_real = side_aliases, side
+        for real, alias in zip(side, side_aliases):
+            if alias is not real:
+                self.param_index[id(alias)] = self.param_index[id(real)]
         # each layer's parameters and buffers, listed once per step (module traversals are not free)
         self.layer_params = layer_params
         self.layer_buffers = layer_buffers
@@ -693,7 +728,7 @@ class _Runner:
         self.evaluations += 1
         if i >= self.first_unseen:  # first evaluation: the plain model's RNG draws and buffer updates
             before = _get_rng(x)
-            y = layer(x)
+            y = layer(x, *self.side)
             after = _get_rng(x)
             # keep the state only for layers that drew random numbers (dropout): a replay needs it
             if not (torch.equal(before[0], after[0]) and (before[1] is None or torch.equal(before[1], after[1]))):
@@ -702,11 +737,11 @@ class _Runner:
             return y
         if i not in self.rng:  # deterministic layer: only its buffers need protecting
             if not self.layer_buffers[i]:
-                return layer(x)
+                return layer(x, *self.side)
             with _replay(self.layer_buffers[i], None, x):
-                return layer(x)
+                return layer(x, *self.side)
         with _replay(self.layer_buffers[i], self.rng[i], x):
-            return layer(x)
+            return layer(x, *self.side)
 
     def _step(self, action) -> bool:
         """Run one action; True once the output x_n has been reached for the first time."""
@@ -878,10 +913,14 @@ class _Runner:
         self.held = 0
         adj = grad_out if self.output_grad is None else self.output_grad
         self.output_grad = grad_out = None
-        with _reenter_autocast(self.autocast):
-            h = x
-            for i in range(self.n):
-                h = self._run_layer(i, h)
+        self.side, aliases = self.side_real, self.side  # differentiated for the caller's tensors themselves
+        try:
+            with _reenter_autocast(self.autocast):
+                h = x
+                for i in range(self.n):
+                    h = self._run_layer(i, h)
+        finally:
+            self.side = aliases
         wrt = ([x] if x_needs_grad else []) + self.params
         if not h.requires_grad:
             grads = [None] * len(wrt)
@@ -972,33 +1011,41 @@ class CheckpointedSequential(nn.Module):
         schedule, chain, _, _ = self._plan_entry(x)
         return schedule, chain
 
-    def _plan_entry(self, x: torch.Tensor) -> tuple[Schedule, Chain, float, list]:
+    def _plan_entry(self, x: torch.Tensor, side: tuple = ()) -> tuple[Schedule, Chain, float, list]:
         """Schedule, chain, predicted peak bytes and each layer's tensors reached from outside (see
         ``_reached_from_outside``), planned once per shape, dtype, device, mode and autocast state."""
-        key = (tuple(x.shape), x.dtype, x.device, self.training, _autocast_state(x.device))
+        key = (tuple(x.shape), x.dtype, x.device, self.training, _autocast_state(x.device), _side_key(side))
         if key not in self._plans:
             chain, extras = _profile(list(self.layers), x, repeats=5, working_memory=self.working_memory,
-                                     where="revolve.integrations.torch.CheckpointedSequential")
+                                     where="revolve.integrations.torch.CheckpointedSequential", side=side)
             schedule = plan(chain, memory=self.memory, strategy=self.strategy, slots=self.slots)
             self._plans[key] = (schedule, chain, revolve.simulate(schedule, chain).peak_memory, extras)
         return self._plans[key]
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, *side) -> torch.Tensor:
+        """Run the layers on ``x``; ``side`` arguments (a mask, positions) go to every layer: ``layer(x, *side)``."""
         where = "revolve.integrations.torch.CheckpointedSequential"
         layers = list(self.layers)
         # each layer's parameters and buffers, listed once per step (module traversals are not free)
         layer_params = [list(layer.parameters()) for layer in layers]
         _check_input(layers, x, where, layer_params)
         params = list({id(p): p for ps in layer_params for p in ps if p.requires_grad}.values())  # shared: once
-        if not torch.is_grad_enabled() or not (x.requires_grad or params):
+        side_grad = [t for t in side if isinstance(t, torch.Tensor) and t.requires_grad]
+        if not torch.is_grad_enabled() or not (x.requires_grad or params or side_grad):
             for layer in self.layers:
-                x = layer(x)
+                x = layer(x, *side)
             return x
-        schedule, _, predicted, extras = self._plan_entry(x)
-        if any(extras):  # tensors a layer reaches outside its parameters are inputs too: they get their gradient
-            layer_params = [ps + extra for ps, extra in zip(layer_params, extras)]
+        schedule, _, predicted, extras = self._plan_entry(x, side)
+        aliases = _side_aliases(side)
+        if any(extras) or side_grad:
+            # tensors a layer reaches outside its parameters, and side inputs that need grad, are inputs of
+            # the Function too: they get their gradient (the layers read the side inputs' aliases)
+            layer_params = [ps + extra + _side_leaves(aliases) for ps, extra in zip(layer_params, extras)]
             params = list({id(p): p for ps in layer_params for p in ps if p.requires_grad}.values())
-        runner = _Runner(layers, schedule, layer_params, [list(layer.buffers()) for layer in layers], params)
+            params = [p for p in params if not any(p is a for a in aliases)]
+            params += list({id(t): t for t in side_grad}.values())
+        runner = _Runner(layers, schedule, layer_params, [list(layer.buffers()) for layer in layers], params,
+                         side=side, side_aliases=aliases)
 
         def done():
             self.last_stats = RunStats(forward_evaluations=runner.evaluations, peak_bytes=runner.peak,
@@ -1013,5 +1060,47 @@ class CheckpointedSequential(nn.Module):
 
 def checkpoint_sequential(model, x: torch.Tensor, *, memory: float | str, strategy: Strategy = "optimal",
                           working_memory: bool = True) -> torch.Tensor:
-    """Functional form: ``CheckpointedSequential(model, memory=..., strategy=...)(x)`` (plans are not cached)."""
+    """Functional form: ``CheckpointedSequential(model, memory=..., strategy=...)(x)`` (plans are not cached;
+    ``run_blocks`` caches them)."""
     return CheckpointedSequential(model, memory=memory, strategy=strategy, working_memory=working_memory)(x)
+
+
+_RUNS_ATTR = "_revolve_runs"
+
+
+def run_blocks(blocks: nn.Module, x: torch.Tensor, *side, memory: float | str, strategy: Strategy = "optimal",
+               slots: int = 500, working_memory: bool = True) -> torch.Tensor:
+    """``for block in blocks: x = block(x, *side)`` under a memory budget: the loop inside a custom forward.
+
+    The plan is cached as ``CheckpointedSequential`` caches it (per shape, dtype, device, mode, autocast
+    state and side inputs' shapes), on ``blocks`` itself, per (memory, strategy, slots, working_memory);
+    gradients are exact, side inputs that require grad (a learned bias) included.
+
+    Arguments:
+        blocks: an ``nn.ModuleList`` or ``nn.Sequential`` of blocks (it holds the cache).
+        x: the state entering the first block. side: passed to every block after the state.
+        memory, strategy, slots, working_memory: as for ``CheckpointedSequential``.
+
+    Raises:
+        TypeError: ``blocks`` is not an ``nn.ModuleList`` or ``nn.Sequential``. Otherwise as
+        ``CheckpointedSequential``.
+
+    Example:
+        >>> import torch
+        >>> from torch import nn
+        >>> blocks = nn.ModuleList(nn.Linear(8, 8) for _ in range(4))
+        >>> y = run_blocks(blocks, torch.randn(2, 8), memory="1MiB")
+        >>> y.sum().backward()
+    """
+    where = "revolve.integrations.torch.run_blocks"
+    if not isinstance(blocks, (nn.ModuleList, nn.Sequential)):
+        raise TypeError(f"{where}: blocks must be an nn.ModuleList or nn.Sequential (it holds the plan cache), "
+                        f"got {type(blocks).__name__}; wrap a list of blocks in nn.ModuleList(...)")
+    runs = blocks.__dict__.setdefault(_RUNS_ATTR, {})
+    key = (memory, strategy, slots, working_memory)
+    if key not in runs:
+        runs[key] = CheckpointedSequential(list(blocks), memory=memory, strategy=strategy, slots=slots,
+                                           working_memory=working_memory)
+    net = runs[key]
+    net.training = blocks.training  # plans are per mode, the blocks' own
+    return net(x, *side)
