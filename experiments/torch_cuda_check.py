@@ -8,7 +8,10 @@ Runs, on CUDA (exits with status 2 and a message where none is available):
      BatchNorm buffers and the CUDA RNG state after the step must equal the plain model's bitwise;
   2. memory: the step's peak of tensor storages (PeakStorages) must stay within the budget; the CUDA
      allocator's peak above the step's start is printed beside it;
-  3. the benchmark of experiments/bench_torch.py with --device cuda (CSV and PNG into --out).
+  3. autocast: the same model (no shared layer) under torch.autocast(device, bfloat16), plans that recompute (the smallest
+     budget and one halfway to store-all) and store-all: gradients, buffers and the RNG state bitwise
+     equal to plain autocast autograd (recomputation re-enters the forward's autocast state);
+  4. the benchmark of experiments/bench_torch.py with --device cuda (CSV and PNG into --out).
 exactness(device) also runs on the CPU (the allocator's peak is then 0): tests/test_experiments.py runs it
 there, so that this script's code is exercised without a GPU.
 """
@@ -30,11 +33,13 @@ import bench_torch  # noqa: E402  (this folder: sys.path[0] when run as a script
 from revolve.integrations.torch import CheckpointedSequential, PeakStorages, plan, profile  # noqa: E402
 
 
-def model(dtype, device):
+def model(dtype, device, shared=True):
+    """The mixed model; ``shared``: layers 5 and 7 are one nn.Linear (else two of the same shape)."""
     torch.manual_seed(0)
-    shared = nn.Linear(256, 256)
+    first = nn.Linear(256, 256)
+    second = first if shared else nn.Linear(256, 256)
     return nn.Sequential(nn.Linear(64, 512), nn.Tanh(), nn.Linear(512, 256), nn.BatchNorm1d(256), nn.ReLU(),
-                         shared, nn.Dropout(0.2), shared, nn.GELU(), nn.Linear(256, 1024), nn.Tanh(),
+                         first, nn.Dropout(0.2), second, nn.GELU(), nn.Linear(256, 1024), nn.Tanh(),
                          nn.Linear(1024, 8)).to(device=device, dtype=dtype)
 
 
@@ -88,6 +93,37 @@ def exactness(device) -> int:
     return failures
 
 
+def autocast_exactness(device) -> int:
+    """Check 3: bf16 autocast on ``device``'s kind, every strategy's recomputing plans, bitwise against plain."""
+    failures = 0
+    # not shared: under autocast a shared parameter's per-use gradients are summed in float32 by the adapter
+    # but in bfloat16 (at the one cached cast) by plain autograd, which is not bitwise (docs/pytorch.md)
+    base = model(torch.float32, device, shared=False)
+    x0 = torch.randn(128, 64, device=device)
+    weight = torch.randn(128, 8, device=device)
+    with torch.autocast(device.type, dtype=torch.bfloat16):
+        chain = profile(base, x0)
+    top = revolve.simulate(revolve.store_all(chain.n_steps), chain).peak_memory
+    for memory in sorted({revolve.min_memory(chain), (revolve.min_memory(chain) + top) / 2, float("inf")}):
+        plain, mine = copy.deepcopy(base), copy.deepcopy(base)
+        net = CheckpointedSequential(mine, memory=memory)
+        results = []
+        for run in (plain, net):
+            xs = x0.clone().requires_grad_()
+            torch.manual_seed(5)
+            with torch.autocast(device.type, dtype=torch.bfloat16):
+                out = run(xs)
+            (out.float() * weight).sum().backward()
+            results.append((out, xs.grad, torch.cuda.get_rng_state() if xs.is_cuda else torch.get_rng_state()))
+        ok = all(torch.equal(a, b) for a, b in zip(*results))
+        ok &= all(torch.equal(a.grad, b.grad) for a, b in zip(plain.parameters(), mine.parameters()))
+        ok &= all(torch.equal(a, b) for a, b in zip(plain.buffers(), mine.buffers()))
+        failures += not ok
+        print(f"{'ok  ' if ok else 'FAIL'} autocast bf16 optimal budget {revolve.format_bytes(memory):>11}  "
+              f"forward evaluations {net.last_stats.forward_evaluations} (steps {chain.n_steps})")
+    return failures
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=Path("docs/figures/cuda"))
@@ -99,6 +135,8 @@ def main() -> int:
     print(f"device: {torch.cuda.get_device_name(device)}, torch {torch.__version__}")
     failures = exactness(device)
     print(f"exactness: {failures} failure(s)")
+    failures += (ac := autocast_exactness(device))
+    print(f"autocast exactness: {ac} failure(s)")
     bench_torch.main(["--device", "cuda", "--out", str(args.out)])
     return 1 if failures else 0
 
