@@ -14,7 +14,12 @@ schedule is planned within the budget (the heterogeneous DP by default) and exec
   recomputation, so they are updated exactly once per training step (unlike torch.utils.checkpoint,
   pytorch issue #96136);
 - parameters are inputs of the autograd Function, so their gradients flow even when the input does not
-  require grad, work with ``torch.autograd.grad``, and accumulate over layers that share them.
+  require grad, work with ``torch.autograd.grad``, and accumulate over layers that share them; so are
+  leaves a layer reaches outside its ``parameters()`` (closures, found at profile time) and side inputs
+  that require grad (``layer(x, *side)``, ``run_blocks``);
+- recomputation re-enters the forward's autocast state; ``create_graph=True`` differentiates a full
+  recomputation (exact, store-all memory in that backward); a retained graph's next backward runs the
+  schedule again.
 
 What the budget covers (``working_memory=True``, the default): the training step's whole memory, i.e.
 every storage the forward, the loss and the backward create: the stored layer inputs, what autograd saves
