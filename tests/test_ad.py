@@ -245,8 +245,8 @@ def test_cost_counts():
     c = ad.grad_cost(lambda x: ad.sum(ad.sin(x) * x), np.ones(n))
     assert c.function.ops == 3 and c.function.flops == 3 * n
     # the tape keeps what the rules read: x (for sin and multiply) and sin(x) (for multiply); the product
-    # feeds only sum, whose rule reads no values
-    assert c.tape_bytes == 2 * 8 * n
+    # feeds only sum, whose rule reads no values; beside them, the nodes' own bookkeeping (a few hundred bytes)
+    assert 2 * 8 * n < c.tape_bytes < 2 * 8 * n + 3000
     assert 1 < c.flop_ratio < 5
 
 

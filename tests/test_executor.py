@@ -348,7 +348,7 @@ def test_an_in_place_step_under_a_memory_budget_and_disk_snapshots(tmp_path):
     a = np.array(0.7)
     value, (gx, ga) = _unrolled_oracle(x0.copy(), a, n)
     on_disk = random_schedule(n, np.random.default_rng(5), levels=("ram", "disk"))
-    for kw in ({"memory": 6 * x0.nbytes}, {"schedule": on_disk, "storage": {"disk": str(tmp_path)}}):
+    for kw in ({"memory": 12 * x0.nbytes}, {"schedule": on_disk, "storage": {"disk": str(tmp_path)}}):
         r = gradient(_in_place_step, x0, n_steps=n, loss=lambda x: ad.sum(x * x), params={"a": a}, **kw)
         np.testing.assert_allclose(r.grad_x0, gx, rtol=1e-13)
         np.testing.assert_allclose(r.grad_params["a"], ga, rtol=1e-13)

@@ -17,10 +17,12 @@ from . import rules as _rules
 from .core import Primitive, Tracer
 from .ops import *  # noqa: F401,F403 - the numpy-like functions
 from .ops import __all__ as _ops_all
+from .custom import custom_jvp, custom_vjp
 from .rules import RULES
 from .transforms import (
     GradCost, GradientCheckError, OpCount, VJPFunction, check_grads, color_columns, cost, grad, grad_cost, hvp,
-    hessian, jacfwd, jacobian_sparsity, jacrev, jvp, sparse_jacobian, tree_flatten, tree_unflatten, value_and_grad, vjp,
+    hessian, jacfwd, jacobian_sparsity, jacrev, jvp, register_pytree, sparse_jacobian, tree_flatten, tree_unflatten,
+    value_and_grad, vjp,
 )
 
 _rules.install()
@@ -28,5 +30,5 @@ _rules.install()
 __all__ = [
     *_ops_all, "grad", "value_and_grad", "vjp", "jvp", "jacrev", "jacfwd", "hessian", "hvp", "cost", "grad_cost", "OpCount",
     "GradCost", "check_grads", "GradientCheckError", "sparse_jacobian", "color_columns", "jacobian_sparsity",
-    "tree_flatten", "tree_unflatten", "Tracer", "Primitive", "RULES", "VJPFunction",
+    "tree_flatten", "tree_unflatten", "register_pytree", "custom_vjp", "custom_jvp", "Tracer", "Primitive", "RULES", "VJPFunction",
 ]

@@ -12,6 +12,7 @@ rule. Plain numpy inputs take a fast path straight to numpy: nothing is recorded
 from __future__ import annotations
 
 import itertools
+import sys
 from typing import Any, Callable
 
 import numpy as np
@@ -31,7 +32,7 @@ class Primitive:
     the arguments traced in a call, and a shape-only ``Meta`` for the rest (``rules.RETAIN``).
     """
 
-    __slots__ = ("name", "impl", "vjp", "jvp", "flops", "retain")
+    __slots__ = ("name", "impl", "vjp", "jvp", "flops", "retain", "fwd")
 
     def __init__(self, name: str, impl: Callable, flops: Callable | None = None):
         self.name = name
@@ -40,6 +41,7 @@ class Primitive:
         self.jvp: Callable | None = None
         self.flops = flops
         self.retain: dict | None = None
+        self.fwd: Callable | None = None  # custom_vjp: fwd(vals, params) -> (out, residuals) replaces impl when taped
 
     def kept(self, parents) -> tuple[frozenset | None, bool]:
         """What the tape keeps when the arguments at ``parents``' positions are traced: (positions, output)."""
@@ -81,6 +83,41 @@ def _freeze(v) -> None:
     """Make an array the tape keeps read-only (values of other levels and scalars are left alone)."""
     if isinstance(v, np.ndarray) and v.flags.writeable:
         v.flags.writeable = False
+
+
+_SHARED = (type(None), bool, str, type, np.dtype, Primitive)
+
+
+def _kept_bytes(v, seen: set) -> int:
+    """Bytes of ``v`` and what it holds, counting each object once (``seen``: ids already counted)."""
+    if isinstance(v, _SHARED) or v is Ellipsis or id(v) in seen:
+        return 0
+    seen.add(id(v))
+    if isinstance(v, np.ndarray):
+        size = sys.getsizeof(v)  # includes the data when v owns it
+        base = v.base
+        if base is not None:
+            if isinstance(base, np.ndarray):
+                size += _kept_bytes(base, seen) if id(base) not in seen else 0
+            else:
+                size += v.nbytes
+        return size
+    if isinstance(v, (tuple, list)):
+        return sys.getsizeof(v) + builtins_sum(_kept_bytes(c, seen) for c in v)
+    if isinstance(v, dict):
+        return sys.getsizeof(v) + builtins_sum(_kept_bytes(c, seen) for c in v.values())
+    if isinstance(v, Meta):
+        return sys.getsizeof(v) + _kept_bytes(v.shape, seen)
+    if isinstance(v, slice):
+        return sys.getsizeof(v) + _kept_bytes(v.start, seen) + _kept_bytes(v.stop, seen) + _kept_bytes(v.step, seen)
+    if isinstance(v, JVPTracer):
+        return sys.getsizeof(v) + _kept_bytes(v.primal, seen) + _kept_bytes(v.tangent, seen)
+    if isinstance(v, Tracer):  # a tracer of a lower level: what it holds of its own (its tape is its level's)
+        return sys.getsizeof(v) + _kept_bytes(v._primal(), seen)
+    return sys.getsizeof(v)
+
+
+builtins_sum = sum
 
 
 def value_of(x: Any) -> Any:
@@ -366,7 +403,6 @@ class Tracer:
         )
 
 
-
 class Node:
     """One recorded primitive application: enough to run its VJP rule later."""
 
@@ -420,23 +456,18 @@ class Tape:
         return RevTracer(value, self, len(self.nodes) - 1)
 
     def retained_bytes(self, exclude: set[int] | frozenset = frozenset()) -> int:
-        """Bytes of the distinct numpy arrays the tape keeps alive for the backward pass.
+        """Bytes the tape keeps alive for the backward pass: the distinct arrays it keeps (a view counts its
+        base once) and every Python object of its own (nodes, their argument lists, parameters, shape-only
+        stand-ins, scalars, residuals), so that steps of many scalar operations are sized honestly.
 
         ``exclude`` holds ids of arrays not to count (e.g. parameters that live anyway).
         """
         seen: set[int] = set(exclude)
-        total = 0
+        total = sys.getsizeof(self.nodes)
         for node in self.nodes:
-            if node is None:
-                continue
-            for v in (*node.args, node.out):
-                if isinstance(v, np.ndarray):
-                    base = v if v.base is None else v.base
-                    if id(v) in seen:
-                        continue
-                    if id(base) not in seen and isinstance(base, np.ndarray):
-                        seen.add(id(base))
-                        total += base.nbytes
+            if node is not None:
+                total += sys.getsizeof(node) + _kept_bytes(node.args, seen) + _kept_bytes(node.params, seen)
+                total += _kept_bytes(node.parents, seen) + _kept_bytes(node.out, seen)
         return total
 
     def backward(self, seeds: dict[int, Any], needed: list[int]) -> list[Any]:
@@ -495,7 +526,11 @@ class RevTracer(Tracer):
                 parents.append((pos, a.index))
             else:
                 vals.append(a)
-        out = bind(prim, *vals, **params)
+        if prim.fwd is not None:  # a custom_vjp: its forward rule computes the output and the residuals to keep
+            out, residuals = prim.fwd(vals, params)
+            params = {**params, "_residuals": residuals}
+        else:
+            out = bind(prim, *vals, **params)
         # keep only what the VJP rule reads for the arguments traced here (rules.RETAIN), so that the tape
         # does not hold every intermediate array
         keep, keep_out = prim.kept(parents)

@@ -6,6 +6,7 @@ Functions take and return plain numpy arrays, or tuples, lists and dicts of them
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
@@ -17,24 +18,80 @@ from .core import CountTracer, JVPTracer, RevTracer, Tape, Tracer, value_of
 __all__ = [
     "vjp", "grad", "value_and_grad", "jvp", "jacrev", "jacfwd", "hessian", "hvp", "cost", "grad_cost", "OpCount",
     "GradCost", "check_grads", "GradientCheckError", "sparse_jacobian", "color_columns", "jacobian_sparsity",
-    "tree_flatten", "tree_unflatten",
+    "tree_flatten", "tree_unflatten", "register_pytree",
 ]
 
 
 # ---- pytrees -----------------------------------------------------------------------------------------
+# A pytree is a nest of containers with arrays (or numbers) at its leaves. Containers: tuples, lists, dicts
+# (in sorted key order), namedtuples, dataclass instances (every field a child, unless declared
+# ``dataclasses.field(metadata={"static": True})``), types registered with ``register_pytree``; ``None`` is
+# an empty container (no leaf), as in JAX.
+
+_REGISTRY: dict[type, tuple[Callable, Callable]] = {}
+
+
+def register_pytree(cls: type, flatten: Callable, unflatten: Callable) -> None:
+    """Make instances of ``cls`` pytree containers.
+
+    Arguments:
+        cls: the type.
+        flatten: ``flatten(obj) -> (children, aux)``: a sequence of child pytrees and anything hashable-free
+            but comparable with ``==`` that rebuilding needs (static data).
+        unflatten: ``unflatten(aux, children) -> obj``.
+
+    Example:
+        >>> import numpy as np
+        >>> from revolve import ad
+        >>> class Particle:
+        ...     def __init__(self, pos, vel):
+        ...         self.pos, self.vel = pos, vel
+        >>> ad.register_pytree(Particle, lambda p: ((p.pos, p.vel), None), lambda aux, ch: Particle(*ch))
+        >>> g = ad.grad(lambda p: ad.sum(p.pos * p.vel))(Particle(np.array([1.0, 2.0]), np.array([3.0, 4.0])))
+        >>> g.pos, g.vel
+        (array([3., 4.]), array([1., 2.]))
+    """
+    if not isinstance(cls, type):
+        raise TypeError(f"revolve.ad.register_pytree: cls must be a type, got {cls!r}")
+    if not callable(flatten) or not callable(unflatten):
+        raise TypeError("revolve.ad.register_pytree: flatten and unflatten must be callables")
+    _REGISTRY[cls] = (flatten, unflatten)
+
+
+def _is_namedtuple(t) -> bool:
+    return isinstance(t, tuple) and hasattr(type(t), "_fields")
+
+
+def _dataclass_split(t):
+    fields = dataclasses.fields(t)
+    dynamic = tuple(f.name for f in fields if not f.metadata.get("static", False))
+    static = tuple((f.name, getattr(t, f.name)) for f in fields if f.metadata.get("static", False))
+    return dynamic, static
+
 
 def _walk(t, leaves: list):
+    reg = _REGISTRY.get(type(t))
+    if reg is not None:
+        children, aux = reg[0](t)
+        return ("registered", type(t), aux, [_walk(c, leaves) for c in children])
+    if t is None:
+        return ("none",)
+    if _is_namedtuple(t):
+        return ("namedtuple", type(t), [_walk(c, leaves) for c in t])
     if isinstance(t, (tuple, list)):
         return (type(t), [_walk(c, leaves) for c in t])
     if isinstance(t, dict):
         keys = sorted(t)
         return (dict, keys, [_walk(t[k], leaves) for k in keys])
+    if dataclasses.is_dataclass(t) and not isinstance(t, type):
+        dynamic, static = _dataclass_split(t)
+        return ("dataclass", type(t), dynamic, static, [_walk(getattr(t, k), leaves) for k in dynamic])
     leaves.append(t)
     return None
 
 
 def tree_flatten(tree) -> tuple[list, Any]:
-    """Leaves (depth first) and a structure to rebuild the tree; tuples, lists and dicts are nodes.
+    """Leaves (depth first) and a structure to rebuild the tree (see the pytree note above).
 
     (Module-level helpers, not recursive closures: a closure that calls itself is a reference cycle, which
     here would keep a whole tape alive until the cyclic garbage collector runs.)
@@ -46,9 +103,23 @@ def tree_flatten(tree) -> tuple[list, Any]:
 def _build(s, it):
     if s is None:
         return next(it)
-    if s[0] is dict:
+    kind = s[0]
+    if kind is dict:
         return {k: _build(c, it) for k, c in zip(s[1], s[2])}
-    return s[0](_build(c, it) for c in s[1])
+    if kind == "none":
+        return None
+    if kind == "namedtuple":
+        return s[1](*[_build(c, it) for c in s[2]])
+    if kind == "registered":
+        return _REGISTRY[s[1]][1](s[2], [_build(c, it) for c in s[3]])
+    if kind == "dataclass":
+        values = dict(zip(s[2], [_build(c, it) for c in s[4]]))
+        values.update(s[3])
+        obj = object.__new__(s[1])  # fields set directly: __init__ may compute or validate, __post_init__ too
+        for k, v in values.items():
+            object.__setattr__(obj, k, v)
+        return obj
+    return kind(_build(c, it) for c in s[1])
 
 
 def tree_unflatten(structure, leaves) -> Any:
@@ -163,10 +234,12 @@ class VJPFunction:
         return tree_unflatten(self._in_tree, leaves)
 
 
-def vjp(f: Callable, *primals) -> tuple[Any, Callable]:
+def vjp(f: Callable, *primals, has_aux: bool = False) -> tuple:
     """Evaluate ``f(*primals)`` recording a tape; return its value and the pullback ``vjp_fn(ct) -> cotangents``.
 
-    The pullback returns a tuple with one cotangent per primal, each with the primal's structure.
+    The pullback returns a tuple with one cotangent per primal, each with the primal's structure. With
+    ``has_aux=True``, f returns ``(output, aux)``; aux (any pytree, e.g. diagnostics) is returned as plain
+    values, not differentiated: ``(output, pullback, aux)``.
 
     Example:
         >>> import numpy as np
@@ -175,10 +248,23 @@ def vjp(f: Callable, *primals) -> tuple[Any, Callable]:
         >>> pullback(np.ones(2))[0]
         array([2.        , 1.08060461])
     """
-    return _vjp(f, primals, ("copy",) * len(primals))
+    return _vjp(f, primals, ("copy",) * len(primals), has_aux=has_aux)
 
 
-def _vjp(f: Callable, primals: tuple, policies: tuple) -> tuple[Any, "VJPFunction"]:
+def _split_aux(out, where: str):
+    if not isinstance(out, (tuple, list)) or len(out) != 2:
+        raise TypeError(f"{where}: with has_aux=True, f must return a pair (output, aux), got {type(out).__name__}")
+    return out[0], out[1]
+
+
+def _strip_level(tree, tape):
+    """aux as values: tracers of ``tape``'s level replaced by what they hold (not differentiated)."""
+    leaves, structure = tree_flatten(tree)
+    return tree_unflatten(structure, [_out(t.value) if isinstance(t, RevTracer) and t.tape is tape else
+                                      (t if isinstance(t, Tracer) else t) for t in leaves])
+
+
+def _vjp(f: Callable, primals: tuple, policies: tuple, has_aux: bool = False) -> tuple:
     """``vjp`` with an input policy per primal (NOTE [ Arrays a tape keeps ]): "copy", "own" or "view"."""
     tape = Tape()
     leaves, tree = [], []
@@ -194,10 +280,14 @@ def _vjp(f: Callable, primals: tuple, policies: tuple) -> tuple[Any, "VJPFunctio
         in_idx.append(t.index)
         metas.append((np.shape(value_of(x)), np.result_type(value_of(x))))
     out = f(*tree_unflatten(tree, boxed))
+    if has_aux:
+        out, aux = _split_aux(out, "revolve.ad.vjp")
     out_leaves, out_tree = tree_flatten(out)
     out_values = [_out(t.value) if isinstance(t, RevTracer) and t.tape is tape else _out(t) for t in out_leaves]
     shapes = [np.shape(value_of(v)) for v in out_values]
     fn = VJPFunction(tape, in_idx, tree, out_leaves, out_tree, shapes, metas)
+    if has_aux:
+        return tree_unflatten(out_tree, out_values), fn, _strip_level(aux, tape)
     return tree_unflatten(out_tree, out_values), fn
 
 
@@ -222,12 +312,24 @@ def _restrict(f: Callable, args: tuple, nums: tuple) -> Callable:
     return g
 
 
-def value_and_grad(f: Callable, argnums: int | Sequence[int] = 0) -> Callable:
-    """A function returning ``(f(*args), gradient)`` for a scalar-valued ``f``; see ``grad``."""
+def value_and_grad(f: Callable, argnums: int | Sequence[int] = 0, *, has_aux: bool = False) -> Callable:
+    """A function returning ``(f(*args), gradient)`` for a scalar-valued ``f``; see ``grad``.
+
+    With ``has_aux=True``, f returns ``(value, aux)`` and the function returns ``((value, aux), gradient)``.
+
+    Example:
+        >>> import numpy as np
+        >>> from revolve import ad
+        >>> f = lambda x: (ad.sum(x ** 2), {"mean": ad.mean(x)})
+        >>> (v, aux), g = ad.value_and_grad(f, has_aux=True)(np.array([1.0, 2.0]))
+        >>> float(v), float(aux["mean"]), g
+        (5.0, 1.5, array([2., 4.]))
+    """
 
     def wrapped(*args):
         single, nums = _select(args, argnums)
-        y, pullback = vjp(_restrict(f, args, nums), *(args[a] for a in nums))
+        res = vjp(_restrict(f, args, nums), *(args[a] for a in nums), has_aux=has_aux)
+        y, pullback = res[0], res[1]
         shape = np.shape(value_of(y)) if not isinstance(y, (tuple, list, dict)) else None
         if shape is None or int(np.prod(shape)) != 1:
             got = "a " + type(y).__name__ if shape is None else f"shape {shape}"
@@ -237,15 +339,19 @@ def value_and_grad(f: Callable, argnums: int | Sequence[int] = 0) -> Callable:
             )
         seed = np.ones(shape, dtype=np.asarray(value_of(y)).dtype)
         grads = pullback(seed)
-        return y, grads[0] if single else grads
+        del pullback  # the tape is freed before returning (and what it held read-only is writeable again)
+        g = grads[0] if single else grads
+        return ((y, res[2]), g) if has_aux else (y, g)
 
     return wrapped
 
 
-def grad(f: Callable, argnums: int | Sequence[int] = 0) -> Callable:
+def grad(f: Callable, argnums: int | Sequence[int] = 0, *, has_aux: bool = False) -> Callable:
     """The gradient of a scalar-valued ``f`` with respect to argument(s) ``argnums``.
 
-    Arguments may be arrays or tuples/lists/dicts of arrays; the gradient has the same structure.
+    Arguments may be arrays or pytrees of arrays (tuples, lists, dicts, namedtuples, dataclasses, registered
+    types; ``None`` is an empty subtree); the gradient has the same structure. With ``has_aux=True``, f
+    returns ``(value, aux)`` and the function returns ``(gradient, aux)``.
 
     Raises:
         TypeError: f returns something other than a scalar (use ``jacrev`` or ``vjp``).
@@ -256,9 +362,12 @@ def grad(f: Callable, argnums: int | Sequence[int] = 0) -> Callable:
         >>> ad.grad(lambda x: ad.sum(x ** 2))(np.array([1.0, 2.0]))
         array([2., 4.])
     """
-    vg = value_and_grad(f, argnums)
+    vg = value_and_grad(f, argnums, has_aux=has_aux)
 
     def wrapped(*args):
+        if has_aux:
+            (_, aux), g = vg(*args)
+            return g, aux
         return vg(*args)[1]
 
     return wrapped
