@@ -11,6 +11,22 @@ from revolve import ad, gradient
 rng = np.random.default_rng(13)
 
 
+def _load_torch_forward_mode():
+    """torch's forward mode loads decompositions on its first use, scripting them with torch.jit.script, which
+    warns that it is deprecated (18 DeprecationWarnings from torch's own code, not from revolve): load them once
+    here, expecting exactly those warnings, so that the oracle's first use in a test warns of nothing."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.func.jvp(torch.sin, (torch.zeros(1, dtype=torch.float64),), (torch.ones(1, dtype=torch.float64),))
+    other = [w for w in caught if not (issubclass(w.category, DeprecationWarning) and "torch.jit.script" in str(w.message))]
+    assert not other, [str(w.message) for w in other]
+
+
+_load_torch_forward_mode()
+
+
 def R(*shape):
     return rng.standard_normal(shape)
 
