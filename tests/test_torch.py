@@ -343,3 +343,23 @@ def test_prediction_is_exact_for_blocks_of_several_nodes():
         # whose peak lies there is conservative by those; store-all peaks in the backward, exactly
         assert predicted - peak <= 2 * chain.values("adjoint_bytes")[-1], (memory, peak)
     assert peak == predicted  # the last budget is store-all's
+
+
+def test_import_without_torch_names_the_install_command():
+    # A fresh interpreter where ``import torch`` fails: the adapter says how to install it, and the core does
+    # not need torch at all.
+    import subprocess
+    import sys
+    code = ("import sys; sys.modules['torch'] = None\n"
+            "import revolve\n"
+            "try:\n    import revolve.integrations.torch\nexcept ImportError as e:\n    print('MSG', e)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert 'pip install "revolve[torch]"' in out.stdout
+
+
+def test_the_adapter_is_a_package_of_named_files():
+    import revolve.integrations.torch as rt
+    from revolve.integrations.torch import planning, profiling, runner, sequential
+    assert rt.profile is profiling.profile and rt.plan is planning.plan
+    assert rt.CheckpointedSequential is sequential.CheckpointedSequential and rt.RunStats is runner.RunStats
