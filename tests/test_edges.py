@@ -617,3 +617,28 @@ def test_bad_chain_files_are_one_line(content, needles, tmp_path, capsys):
 def test_show_must_be_a_count(capsys):
     assert main(["plan", "binomial", "--steps", "10", "--snapshots", "3", "--show", "-1"]) == 2
     _one_line_error(capsys, "--show", ">= 0", "'-1'")
+
+
+# -- shipped example chains (issue 16: the README's figure and commands need a chain file) ----------------
+@pytest.mark.parametrize("name", ["mixed_width.json", "readme_example.json"])
+def test_shipped_chains_load_and_plan(name, tmp_path):
+    import revolve
+
+    path = os.path.join(_ROOT, "docs", "chains", name)
+    chain = revolve.Chain.from_json(path)
+    assert chain.n_steps in (12, 20)
+    full = revolve.simulate(revolve.store_all(chain.n_steps), chain)
+    assert revolve.simulate(revolve.optimal(chain, memory=full.peak_memory), chain).time == pytest.approx(full.time)
+    lo = revolve.min_memory(chain)
+    assert revolve.simulate(revolve.optimal(chain, memory=lo), chain).peak_memory <= lo < full.peak_memory
+    assert main(["plot", "frontier", "--chain", path, "--out", str(tmp_path)]) == 0  # the README caption's command
+    assert (tmp_path / "frontier.png").exists()
+
+
+def test_readme_example_chain_is_the_readme_block():
+    import revolve
+
+    namespace = {}
+    exec(_blocks("README.md", "python")[1], namespace)
+    shipped = revolve.Chain.from_json(os.path.join(_ROOT, "docs", "chains", "readme_example.json"))
+    assert shipped.to_json() == namespace["chain"].to_json()
