@@ -14,6 +14,7 @@ from ._malloc import tune_allocator
 from .executor import ExecutionStats, GradientResult, gradient
 from .errors import InfeasibleBudget, RevolveInternalError, ScheduleError
 from .schedule import Schedule
+from .online import OnlinePlanner, online, online_cost
 from .simulator import SimulationStats, simulate
 from .units import format_bytes, parse_bytes
 
@@ -22,6 +23,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Action", "Advance", "Snapshot", "Restore", "Discard", "Record", "Reverse", "action_from_json",
     "Schedule", "Chain", "simulate", "SimulationStats",
+    "online", "OnlinePlanner", "online_cost",
     "binomial", "binomial_cost", "repetition_number", "min_snapshots", "beta",
     "store_all", "periodic", "optimal", "frontier", "min_memory", "Frontier", "FrontierPoint",
     "ScheduleError", "InfeasibleBudget", "RevolveInternalError",
