@@ -250,39 +250,6 @@ def test_cost_counts():
     assert 1 < c.flop_ratio < 5
 
 
-def test_sparse_tridiagonal_three_jvps_any_size():
-    for n in (5, 50, 2000):
-        P = (np.eye(n, k=-1) + np.eye(n) + np.eye(n, k=1)) > 0
-        colors = ad.color_columns(P)
-        assert colors.max() + 1 == 3
-        # valid coloring: no two columns of a color share a row
-        for c in range(3):
-            assert (P[:, colors == c].sum(axis=1) <= 1).all()
-
-    def f(u):
-        interior = u[:-2] - 2 * u[1:-1] + u[2:]
-        return ad.concatenate([u[:1] * 2.0, ad.sin(interior), u[-1:] ** 2])
-
-    x = R(40)
-    J = ad.sparse_jacobian(f, x, sparsity=ad.jacobian_sparsity(f, x))
-    np.testing.assert_allclose(J, ad.jacfwd(f)(x), rtol=1e-13, atol=1e-15)
-
-
-def test_sparse_2d_stencil():
-    m = 8
-
-    def lap(u):
-        u = ad.reshape(u, (m, m))
-        out = ad.roll(u, 1, 0) + ad.roll(u, -1, 0) + ad.roll(u, 1, 1) + ad.roll(u, -1, 1) - 4 * u
-        return ad.reshape(out * u, (-1,))
-
-    x = R(m * m)
-    pat = ad.jacobian_sparsity(lap, x)
-    colors = ad.color_columns(pat)
-    assert colors.max() + 1 <= 13  # 5-point stencil: far fewer JVPs than the 64 columns
-    np.testing.assert_allclose(ad.sparse_jacobian(lap, x, sparsity=pat, colors=colors), ad.jacfwd(lap)(x), rtol=1e-13)
-
-
 def test_no_reference_cycles_keep_tapes_alive():
     """A tape must be freed as soon as its pullback is dropped, not when the cyclic collector runs."""
     import gc

@@ -20,15 +20,17 @@ from .ops import __all__ as _ops_all
 from .custom import custom_jvp, custom_vjp
 from .rules import RULES
 from .transforms import (
-    GradCost, GradientCheckError, OpCount, VJPFunction, check_grads, color_columns, cost, grad, grad_cost, hvp,
-    hessian, jacfwd, jacobian_sparsity, jacrev, jvp, register_pytree, sparse_jacobian, tree_flatten, tree_unflatten,
+    GradCost, GradientCheckError, OpCount, VJPFunction, check_grads, cost, grad, grad_cost, hvp,
+    hessian, jacfwd, jacrev, jvp, register_pytree, tree_flatten, tree_unflatten,
     value_and_grad, vjp,
 )
+from .sparse import SparseJacobian, SparsityPattern, color_columns, jacobian_sparsity, sparse_jacobian
 
 _rules.install()
 
 __all__ = [
     *_ops_all, "grad", "value_and_grad", "vjp", "jvp", "jacrev", "jacfwd", "hessian", "hvp", "cost", "grad_cost", "OpCount",
     "GradCost", "check_grads", "GradientCheckError", "sparse_jacobian", "color_columns", "jacobian_sparsity",
+    "SparsityPattern", "SparseJacobian",
     "tree_flatten", "tree_unflatten", "register_pytree", "custom_vjp", "custom_jvp", "Tracer", "Primitive", "RULES", "VJPFunction",
 ]

@@ -1,5 +1,5 @@
 """The engine's transformations: vjp, grad, value_and_grad, jvp, jacrev, jacfwd, hvp; cost accounting;
-gradient checks; sparse Jacobians by column coloring.
+gradient checks. Sparse Jacobians are in ``sparse.py``.
 
 Functions take and return plain numpy arrays, or tuples, lists and dicts of them ("pytrees").
 """
@@ -17,8 +17,7 @@ from .core import CountTracer, JVPTracer, RevTracer, Tape, Tracer, value_of
 
 __all__ = [
     "vjp", "grad", "value_and_grad", "jvp", "jacrev", "jacfwd", "hessian", "hvp", "cost", "grad_cost", "OpCount",
-    "GradCost", "check_grads", "GradientCheckError", "sparse_jacobian", "color_columns", "jacobian_sparsity",
-    "tree_flatten", "tree_unflatten", "register_pytree",
+    "GradCost", "check_grads", "GradientCheckError", "tree_flatten", "tree_unflatten", "register_pytree",
 ]
 
 
@@ -656,120 +655,6 @@ def check_grads(f: Callable, *args, modes: Sequence[str] = ("fwd", "rev"), order
         check_grads(pulled, *args, modes=modes, order=order - 1, eps=eps, rtol=rtol * 10, atol=atol * 10, seed=seed + 1)
 
 
-# ---- sparse Jacobians ---------------------------------------------------------------------------------
+# ---- sparse Jacobians: revolve/ad/sparse.py (re-exported here for code that imports them from this module)
 
-def jacobian_sparsity(f: Callable, x, *, trials: int = 2, seed: int = 0) -> np.ndarray:
-    """The nonzero pattern of f's Jacobian at random points near ``x`` (union over ``trials`` points).
-
-    It evaluates dense Jacobians (one JVP per input), so detect the pattern once on a small instance or
-    once per run and reuse it; entries that vanish at every probed point are missed.
-    """
-    x = np.asarray(x, dtype=np.float64)
-    rng = np.random.default_rng(seed)
-    pattern = None
-    for _ in range(trials):
-        xp = x + 0.1 * rng.standard_normal(x.shape) * (1 + np.abs(x))
-        j = jacfwd(f)(xp)
-        nz = np.abs(j.reshape(-1, x.size)) > 0
-        pattern = nz if pattern is None else pattern | nz
-    return pattern
-
-
-def _greedy(rows_of: list, order, m: int) -> np.ndarray:
-    """Greedy coloring of columns in ``order``: each takes the least color unused by a column sharing a row."""
-    colors = np.full(len(rows_of), -1, dtype=np.int64)
-    row_colors: list[set] = [set() for _ in range(m)]  # colors already used in each row
-    for j in order:
-        used = set()
-        for r in rows_of[j]:
-            used |= row_colors[r]
-        c = 0
-        while c in used:
-            c += 1
-        colors[j] = c
-        for r in rows_of[j]:
-            row_colors[r].add(c)
-    return colors
-
-
-def _smallest_last(rows_of: list, cols_of_row: list) -> list[int]:
-    """Smallest-last ordering of the column intersection graph (Matula and Beck)."""
-    n = len(rows_of)
-    nbrs = [set() for _ in range(n)]
-    for j in range(n):
-        for r in rows_of[j]:
-            nbrs[j].update(cols_of_row[r])
-        nbrs[j].discard(j)
-    degree = [len(x) for x in nbrs]
-    removed = [False] * n
-    order = []
-    for _ in range(n):
-        j = min((k for k in range(n) if not removed[k]), key=lambda k: degree[k])
-        removed[j] = True
-        order.append(j)
-        for k in nbrs[j]:
-            if not removed[k]:
-                degree[k] -= 1
-    return order[::-1]
-
-
-def color_columns(pattern) -> np.ndarray:
-    """Greedy coloring of the column intersection graph: columns sharing a nonzero row get distinct colors.
-
-    Tries the natural, largest-first and (for up to 2,000 columns) smallest-last orders and keeps the
-    coloring with the fewest colors. Returns one color per column.
-    """
-    P = np.asarray(pattern, dtype=bool)
-    if P.ndim != 2:
-        raise ValueError(f"revolve.ad.color_columns: pattern must be 2-D (outputs x inputs), got shape {P.shape}")
-    m, n = P.shape
-    rows_of = [np.flatnonzero(P[:, j]) for j in range(n)]
-    orders = [range(n), sorted(range(n), key=lambda j: -len(rows_of[j]))]
-    if n <= 2000:
-        cols_of_row = [np.flatnonzero(P[r]) for r in range(m)]
-        orders.append(_smallest_last(rows_of, cols_of_row))
-    best = None
-    for order in orders:
-        colors = _greedy(rows_of, order, m)
-        if best is None or colors.max(initial=-1) < best.max(initial=-1):
-            best = colors
-    return best
-
-
-def sparse_jacobian(f: Callable, x, *, sparsity=None, colors=None) -> np.ndarray:
-    """The Jacobian of f: R^n -> R^m at x from one JVP per color of a column coloring.
-
-    Columns that share no nonzero row are probed together; a tridiagonal Jacobian of any size takes 3
-    JVPs. ``sparsity`` is the (m, n) boolean pattern (``jacobian_sparsity`` detects one); ``colors``
-    may be given to reuse a coloring. Returns a dense (m, n) array.
-
-    Example:
-        >>> import numpy as np
-        >>> from revolve import ad
-        >>> f = lambda u: ad.roll(u, 1) - 2 * u + ad.roll(u, -1)
-        >>> J = ad.sparse_jacobian(f, np.zeros(6), sparsity=np.abs(np.eye(6, k=0) + np.eye(6, k=1) + np.eye(6, k=-1) + np.eye(6, k=5) + np.eye(6, k=-5)) > 0)
-        >>> J[0, :3]
-        array([-2.,  1.,  0.])
-    """
-    where = "revolve.ad.sparse_jacobian"
-    x = _as_input(x, where, "x")  # float32 stays float32, integers become float64
-    n = x.size
-    if sparsity is None:
-        sparsity = jacobian_sparsity(f, x)
-    P = np.asarray(sparsity, dtype=bool)
-    if P.ndim != 2 or P.shape[1] != n:
-        raise ValueError(f"{where}: sparsity must have shape (outputs, {n}), got {P.shape}")
-    if colors is None:
-        colors = color_columns(P)
-    colors = np.asarray(colors)
-    J = np.zeros(P.shape, dtype=x.dtype)
-    for c in range(int(colors.max()) + 1 if n else 0):
-        seed_v = (colors == c).astype(x.dtype)
-        _, t = jvp(f, (x,), (seed_v.reshape(x.shape),))
-        t = np.asarray(t).reshape(-1)
-        if t.size != P.shape[0]:
-            raise ValueError(f"{where}: f has {t.size} outputs but sparsity has {P.shape[0]} rows")
-        cols = np.flatnonzero(colors == c)
-        rows, which = np.nonzero(P[:, cols])
-        J[rows, cols[which]] = t[rows]
-    return J
+from .sparse import SparseJacobian, SparsityPattern, color_columns, jacobian_sparsity, sparse_jacobian  # noqa: E402,F401
