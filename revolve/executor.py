@@ -1,33 +1,32 @@
 """The executor: exact gradients of long time-stepping computations in bounded memory.
 
-``revolve.gradient`` drives the ``revolve.ad`` engine through any schedule: advances run the user's step
-on plain numpy arrays (nothing recorded), records keep the step's pullback, reverses apply it. The
+``revolve.gradient`` drives an engine through any schedule (NOTE [ The engine protocol ] in
+revolve/engine.py: ``revolve.ad`` on numpy by default, torch through ``revolve.integrations.torch``):
+advances run the user's step without recording, records keep the step's pullback, reverses apply it. The
 gradient equals store-all's to the last bit: every schedule applies the same pullbacks, to the same
-(deterministically recomputed) states, in the same order n-1, ..., 0.
+(deterministically recomputed) states, in the same order n-1, ..., 0. This is the one executor: schedules,
+RAM and checksummed disk snapshots, cleanup on any failure, stats and progress live here for every engine.
 """
 
 from __future__ import annotations
 
 import math
-import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from . import ad
 from ._check import check_int, check_real
 from .actions import Advance, Discard, Record, Restore, Reverse, Snapshot
 from .ad import tree_flatten, tree_unflatten
-from .ad.transforms import _vjp as ad_vjp
 from .baselines import periodic, store_all
 from .binomial import binomial, binomial_cost
 from .chain import Chain
 from .errors import InfeasibleBudget, RevolveInternalError
 from .schedule import Schedule
 from .simulator import SimulationStats, simulate
-from .storage import TerminationGuard, make_backend, state_nbytes
+from .storage import TerminationGuard, make_backend
 
 __all__ = ["gradient", "GradientResult", "ExecutionStats", "measure_step", "plan_for_memory"]
 
@@ -111,78 +110,57 @@ class StepMeasurement:
                      tape_bytes=self.tape_bytes, n_steps=n_steps)
 
 
-def _record(step, x, params, i):
-    """Run step i recording its tape; return (x_{i+1}, pullback).
+def _numpy_engine():
+    from .engine import NumpyEngine
 
-    The executor hands the tape the arrays of x: nobody else holds them afterwards (the working state moves
-    on to x_{i+1}; snapshots are copies), so the engine keeps them read-only without copying them; the
-    tape keeps read-only views of the parameters, which stay the caller's (NOTE [ Arrays a tape keeps ]).
-    """
-    if params is None:
-        return ad_vjp(lambda xx: step(xx, None, i), (x,), ("own",))
-    return ad_vjp(lambda xx, pp: step(xx, pp, i), (x, params), ("own", "view"))
+    return NumpyEngine()
 
 
-def _private_copy(x):
-    """x with fresh arrays of the caller's dtypes: the executor's own, which a step may change in place."""
-    leaves, tree = tree_flatten(x)
-    return tree_unflatten(tree, [np.array(v, copy=True) for v in leaves])
-
-
-def _writeable(x):
-    """x ready for a step that may update its input in place: read-only arrays (a snapshot, arrays a tape
-    keeps) are replaced by copies, the others are the executor's own already."""
-    leaves, tree = tree_flatten(x)
-    if all(not isinstance(v, np.ndarray) or v.flags.writeable for v in leaves):
-        return x
-    return tree_unflatten(tree, [v.copy() if isinstance(v, np.ndarray) and not v.flags.writeable else v for v in leaves])
-
-
-def _tape_bytes(pull, params) -> int:
-    """What a recorded step's tape keeps alive, parameters excepted (they live anyway).
-
-    This includes the step's input and output: once the working state moves on, the tape may be the only
-    holder of either. Two live tapes of neighbouring steps can share one state, so sums of tape sizes
-    (what the simulator adds up) may count that state twice: conservative, never an undercount.
-    """
-    return pull.tape_bytes(exclude=params)
-
-
-def measure_step(step: Callable, x0, params=None, *, index: int = 0) -> StepMeasurement:
+def measure_step(step: Callable, x0, params=None, *, index: int = 0, engine=None) -> StepMeasurement:
     """Measure one step's state size, tape size, forward time and record + reverse time with the engine.
 
-    The step runs on a copy of x0 (twice: plain, then recorded and reversed), so an in-place step leaves
-    the caller's x0 as it was.
+    The step runs on the engine's own copy of x0 (twice: plain, then recorded and reversed), so an
+    in-place step leaves the caller's x0 as it was. ``engine``: None for ``revolve.ad``.
     """
+    engine = engine or _numpy_engine()
+    x = engine.own(x0, "revolve.measure_step")
     t = time.perf_counter()
-    step(_private_copy(x0), params, index)
+    engine.advance(step, engine.own(x0, "revolve.measure_step"), params, index)
     forward = time.perf_counter() - t
     t = time.perf_counter()
-    y2, pull = _record(step, _private_copy(x0), params, index)
-    pull(tree_unflatten(tree_flatten(y2)[1], [np.ones_like(np.asarray(v)) for v in tree_flatten(y2)[0]]))
+    y2, pull = engine.record(step, x, params, index)
+    size = engine.tape_bytes(pull, params)
+    leaves, tree = tree_flatten(y2)
+    engine.apply(pull, tree_unflatten(tree, [_ones_like(v) for v in leaves]))
     backward = max(time.perf_counter() - t - forward, 0.0)
-    return StepMeasurement(state_bytes=state_nbytes(x0), tape_bytes=_tape_bytes(pull, params),
+    return StepMeasurement(state_bytes=engine.state_bytes(x0) + engine.ambient_bytes(), tape_bytes=size,
                            forward_time=max(forward, 1e-9), backward_time=max(backward, 1e-9))
 
 
-def _measure_first_record(step, x0, params):
-    """Record step 0 from x0 and measure it: ``(measurement, x_1, pullback)``.
+def _ones_like(v):
+    if isinstance(v, np.ndarray) or np.isscalar(v):
+        return np.ones_like(np.asarray(v))
+    return v.new_ones(v.shape) if hasattr(v, "new_ones") else np.ones_like(np.asarray(v))
+
+
+def _measure_first_record(engine, step, x0, params, where):
+    """Record step 0 from x0 and measure it: ``(measurement, x_1, pullback, ambient before it)``.
 
     This recording is the run's first evaluation of step 0, not an extra one: the executor uses x_1 for the
     schedule's first advance from x_0, or the pullback for its ``Record(0)``, so the step is called exactly
-    as often as the schedule says. Both times are that one recording's (the plans for identical steps
-    depend on the sizes only; the run's stats report the measured times).
+    as often as the schedule says (NOTE [ Step calls ]). Both times are that one recording's.
     """
+    ambient = engine.ambient()
     t = time.perf_counter()
     try:
-        y, pull = _record(step, x0, params, 0)
+        y, pull = engine.record(step, x0, params, 0)
     except Exception as e:
-        _note(e, "revolve.gradient: raised in step 0 (recording it from x_0 to measure its tape)")
+        _note(e, f"{where}: raised in step 0 (recording it from x_0 to measure its tape)")
         raise
     elapsed = max(time.perf_counter() - t, 1e-9)
-    m = StepMeasurement(state_bytes=state_nbytes(x0), tape_bytes=_tape_bytes(pull, params),
-                        forward_time=elapsed, backward_time=elapsed)
-    return m, y, pull
+    m = StepMeasurement(state_bytes=engine.state_bytes(x0) + engine.ambient_bytes(),
+                        tape_bytes=engine.tape_bytes(pull, params), forward_time=elapsed, backward_time=elapsed)
+    return m, y, pull, ambient
 
 
 def plan_for_memory(measure: StepMeasurement, n_steps: int, memory: float) -> Schedule:
@@ -246,18 +224,6 @@ def _best_periodic(n: int, S: float, T: float, memory: float) -> int | None:
     return best_k
 
 
-def _tree_add(a, b):
-    la, tree = tree_flatten(a)
-    lb, _ = tree_flatten(b)
-    return tree_unflatten(tree, [x + y for x, y in zip(la, lb)])
-
-
-def _check_finite(x, i) -> None:
-    for leaf in tree_flatten(x)[0]:
-        if not np.all(np.isfinite(leaf)):
-            raise FloatingPointError(f"revolve.gradient: step {i} produced a non-finite state (x_{i + 1} has NaN or inf)")
-
-
 def _note(e: BaseException, msg: str) -> None:
     if hasattr(e, "add_note"):
         e.add_note(msg)
@@ -278,6 +244,235 @@ class _Progress:
         self._progress.close()
 
 
+def _close_backends(backends: dict, tapes: dict) -> None:
+    for backend in list(backends.values()):
+        backend.close()
+    backends.clear()
+    tapes.clear()
+
+
+class _Run:
+    """One execution of a schedule through an engine, in two phases: ``forward()`` runs the actions up to the
+    first time x_n is reached and returns it; ``backward(adj)`` runs the rest from the adjoint of x_n and
+    returns the adjoint of x_0 and the parameters' gradient. ``revolve.gradient`` runs both at once with the
+    loss between them; ``revolve.integrations.torch.checkpointed_loop`` runs them as the forward and backward
+    of an autograd Function. ``close()`` (also run when the object is collected) frees every snapshot and
+    removes the disk snapshot files; call it on every path.
+
+    NOTE [ Step calls ]: the step runs once per forward evaluation of the schedule, no more. The first
+    recording of step 0 (which measures its tape, and must come before a memory plan exists) is the
+    schedule's first evaluation of step 0: its output feeds the first ``Advance(0, b)``, or its pullback
+    serves ``Record(0)``. A ``Snapshot(0)`` taken before that action keeps the ambient state (RNG) from
+    before the recording, so a stochastic step 0 recomputed later draws what it drew then.
+    """
+
+    def __init__(self, *, engine, step, x0, n, params, schedule, predicted, measure, first, storage, progress,
+                 check_finite, where):
+        import weakref
+
+        self.engine, self.step, self.n, self.params, self.where = engine, step, n, params, where
+        self.schedule, self.predicted, self.measure = schedule, predicted, measure
+        self.check = check_finite
+        self._first = first  # (x_1, pullback, ambient before step 0) of the measuring recording, until used
+        self.backends: dict[str, Any] = {}
+        self.tapes: dict[int, tuple[Any, int]] = {}
+        self._close = weakref.finalize(self, _close_backends, self.backends, self.tapes)
+        self.snap_level: dict[int, str] = {}
+        self.snap_bytes: dict[int, int] = {}
+        self.snap_ambient: dict[int, Any] = {}
+        self.t_adv = self.t_rec = self.t_rev = self.t_loss = 0.0
+        self.advances = self.records = 0
+        self.held = self.peak = 0
+        self.grad_params = None
+        self.adj = None
+        self.x = x0
+        self.reached = False
+        self.wall = 0.0
+        self._actions = iter(schedule)
+        self.bar = _Progress(progress, n)
+        for level in predicted.peak_snapshots_by_storage:
+            self.backends[level] = make_backend(level, storage.get(level), engine)
+
+    def close(self) -> None:
+        """Free the snapshots and tapes, remove disk snapshot files, close the progress bar."""
+        self._first = None
+        self.x = None
+        self.bar.close()
+        self._close()
+
+    def forward(self):
+        """Run the schedule until x_n is first reached; return x_n (the executor's working state)."""
+        self._drive(until_end=True)
+        if not self.reached:
+            raise RevolveInternalError("executor: the schedule finished without reaching x_n")
+        return self.x
+
+    def backward(self, adj):
+        """From the adjoint of x_n, run the rest of the schedule: ``(adjoint of x_0, gradient of params)``."""
+        self.adj = adj
+        self._drive(until_end=False)
+        return self.adj, self.grad_params
+
+    def stats(self) -> ExecutionStats:
+        return ExecutionStats(
+            n_steps=self.n, advances=self.advances, records=self.records,
+            forward_evaluations=self.advances + self.records, peak_bytes=self.peak, time_advance=self.t_adv,
+            time_record=self.t_rec, time_reverse=self.t_rev, time_loss=self.t_loss, wall_time=self.wall,
+            predicted=self.predicted, schedule=repr(self.schedule), state_bytes=self.measure.state_bytes,
+            tape_bytes=self.measure.tape_bytes,
+        )
+
+    def _finite(self, x, i) -> None:
+        if self.check and not self.engine.finite(x):
+            raise FloatingPointError(f"{self.where}: step {i} produced a non-finite state (x_{i + 1} has NaN or inf)")
+
+    def _drive(self, *, until_end: bool) -> None:
+        """Run actions, dispatching on their type in this one place, until x_n is reached (``until_end``) or
+        the schedule ends."""
+        engine, step, params, where, n = self.engine, self.step, self.params, self.where, self.n
+        wall = time.perf_counter()
+        try:
+            for action in self._actions:
+                match action:
+                    case Advance(start=start, stop=b):
+                        a = start
+                        x = self.x
+                        t = time.perf_counter()
+                        if self._first is not None:  # the measuring recording was this advance's step 0
+                            x, a = self._first[0], a + 1
+                            self._finite(x, 0)
+                            self._first = None
+                            self.t_adv += self.measure.forward_time
+                        for i in range(a, b):
+                            try:
+                                x = engine.advance(step, x, params, i)
+                            except Exception as e:
+                                _note(e, f"{where}: raised in step {i} (advancing from x_{start})")
+                                raise
+                            self._finite(x, i)
+                        self.x = x
+                        self.t_adv += time.perf_counter() - t
+                        self.advances += b - start
+                        if b == n and not self.reached:
+                            self.reached = True
+                            if until_end:
+                                return
+                    case Record(step=i):
+                        t = time.perf_counter()
+                        if self._first is not None:  # the measuring recording was this one
+                            (y, pull, _), self._first = self._first, None
+                            t -= self.measure.forward_time
+                        else:
+                            try:
+                                y, pull = engine.record(step, self.x, params, i)
+                            except Exception as e:
+                                _note(e, f"{where}: raised in step {i} (recording)")
+                                raise
+                        self._finite(y, i)
+                        size = engine.tape_bytes(pull, params)
+                        self.t_rec += time.perf_counter() - t
+                        self.tapes[i] = (pull, size)
+                        del pull
+                        self.held += size
+                        self.peak = max(self.peak, self.held)
+                        self.records += 1
+                        self.x = y
+                        del y
+                        if i + 1 == n and not self.reached:
+                            self.reached = True
+                            if until_end:
+                                return
+                    case Reverse(step=i):
+                        pull, size = self.tapes.pop(i)
+                        t = time.perf_counter()
+                        try:
+                            adj, g = engine.apply(pull, self.adj)
+                        except Exception as e:
+                            _note(e, f"{where}: raised in the reverse of step {i}")
+                            raise
+                        del pull
+                        self.t_rev += time.perf_counter() - t
+                        self.held -= size
+                        self.adj = adj
+                        if g is not None:
+                            self.grad_params = g if self.grad_params is None else engine.add(self.grad_params, g)
+                        self.x = None  # unknown until a Restore (NOTE [ Schedule invariants ] 6)
+                        self.bar.update()
+                    case Snapshot(index=k, storage=level):
+                        # a Snapshot(0) before the measuring recording is used keeps the ambient state from
+                        # before that recording (NOTE [ Step calls ])
+                        self.snap_ambient[k] = self._first[2] if self._first is not None else engine.ambient()
+                        size = self.backends[level].put(k, self.x) + engine.ambient_bytes()
+                        self.snap_level[k], self.snap_bytes[k] = level, size
+                        self.held += size
+                        self.peak = max(self.peak, self.held)
+                    case Restore(index=k):
+                        self.x = self.backends[self.snap_level[k]].get(k)
+                        engine.reenter(self.snap_ambient[k])
+                    case Discard(index=k):
+                        self.backends[self.snap_level.pop(k)].delete(k)
+                        self.snap_ambient.pop(k)
+                        self.held -= self.snap_bytes.pop(k)
+                    case _:
+                        raise RevolveInternalError(f"executor: unknown action {action!r}")
+        finally:
+            self.wall += time.perf_counter() - wall
+
+
+def _plan(where, engine, step, x_start, n, params, schedule, snapshots, memory):
+    """The schedule to run and the measuring recording of step 0: ``(schedule, measure, first)``."""
+    given = [k for k, v in (("schedule", schedule), ("snapshots", snapshots), ("memory", memory)) if v is not None]
+    if len(given) > 1:
+        raise ValueError(f"{where}: give at most one of schedule, snapshots and memory; got {' and '.join(given)}")
+    if schedule is not None:
+        if not isinstance(schedule, Schedule):
+            raise TypeError(f"{where}: schedule must be a revolve.Schedule, got {type(schedule).__name__}")
+        if schedule.n_steps != n:
+            raise ValueError(f"{where}: the schedule is for {schedule.n_steps} steps but n_steps={n}")
+    if snapshots is not None:
+        snapshots = check_int(where, "snapshots", snapshots, minimum=1)
+    if memory is not None:
+        if isinstance(memory, str):
+            from .units import parse_bytes
+
+            memory = parse_bytes(memory, where=where, name="memory")
+        memory = check_real(where, "memory", memory, positive=True)
+    measure, y, pull, ambient = _measure_first_record(engine, step, x_start, params, where)
+    if schedule is None:
+        if snapshots is not None:
+            schedule = binomial(n, snapshots=snapshots)
+        elif memory is not None:
+            # planned on the sizes alone (unit step costs: for identical steps the choice depends on their
+            # ratio only, which the one measurement cannot tell apart), so every process of a distributed
+            # run that holds states of equal size plans the same schedule
+            unit = StepMeasurement(state_bytes=measure.state_bytes, tape_bytes=measure.tape_bytes,
+                                   forward_time=1.0, backward_time=1.0)
+            schedule = plan_for_memory(unit, n, memory)
+        else:
+            schedule = store_all(n)
+    return schedule, measure, (y, pull, ambient)
+
+
+def _start(where, engine, step, x0, n_steps, params, schedule, snapshots, memory, storage, progress,
+           check_finite) -> _Run:
+    """Check the arguments, measure step 0, plan, validate the whole schedule, and open a run (no step of the
+    schedule has run yet but the measuring recording)."""
+    n = check_int(where, "n_steps", n_steps, minimum=1)
+    if not callable(step):
+        raise TypeError(f"{where}: step must be a callable, got {type(step).__name__}")
+    x_start = engine.own(x0, where)
+    schedule, measure, first = _plan(where, engine, step, x_start, n, params, schedule, snapshots, memory)
+    predicted = simulate(schedule, measure.chain(n))  # validates the whole schedule before any more work
+    storage = dict(storage or {})
+    unknown = set(storage) - set(predicted.peak_snapshots_by_storage) - {"ram"}
+    if unknown:
+        raise ValueError(f"{where}: storage names level(s) {sorted(unknown)} that the schedule never uses "
+                         f"(it uses {sorted(predicted.peak_snapshots_by_storage) or 'none'})")
+    return _Run(engine=engine, step=step, x0=x_start, n=n, params=params, schedule=schedule, predicted=predicted,
+                measure=measure, first=first, storage=storage, progress=progress, check_finite=check_finite,
+                where=where)
+
+
 def gradient(
     step: Callable,
     x0,
@@ -291,6 +486,7 @@ def gradient(
     storage: Mapping[str, Any] | None = None,
     progress: bool | None = None,
     check_finite: bool = False,
+    engine=None,
 ) -> GradientResult:
     """The gradient of ``loss(x_n)`` where x_{i+1} = step(x_i, params, i), computed under a checkpointing schedule.
 
@@ -312,9 +508,13 @@ def gradient(
         progress: show the reversed steps on stderr (a tqdm bar, or a plain line without tqdm); None
             (default) shows it only when stderr is a terminal.
         check_finite: raise FloatingPointError naming the step that first produces NaN or inf.
+        engine: the AD engine the step is written in (NOTE [ The engine protocol ] in revolve/engine.py);
+            None for ``revolve.ad``. ``revolve.integrations.torch.gradient`` passes its torch engine.
 
     Returns:
         ``GradientResult(value, grad_x0, grad_params, stats)``; grad_params is None without params.
+        The step is called exactly ``stats.forward_evaluations`` times, what the schedule evaluates: the
+        recording of step 0 that measures it is the schedule's first evaluation of step 0.
 
     Raises:
         ValueError, TypeError: bad arguments (naming them), or a schedule that is invalid or for another
@@ -334,166 +534,50 @@ def gradient(
         (474, (3,))
     """
     where = "revolve.gradient"
-    n = check_int(where, "n_steps", n_steps, minimum=1)
-    if not callable(step) or not callable(loss):
+    if not callable(loss):
         raise TypeError(f"{where}: step and loss must be callables, got {type(step).__name__} and {type(loss).__name__}")
-    given = [k for k, v in (("schedule", schedule), ("snapshots", snapshots), ("memory", memory)) if v is not None]
-    if len(given) > 1:
-        raise ValueError(f"{where}: give at most one of schedule, snapshots and memory; got {' and '.join(given)}")
-    leaves0, _ = tree_flatten(x0)
-    if not leaves0:
-        raise ValueError(f"{where}: x0 holds no arrays")
-    for leaf in leaves0:
-        if np.asarray(leaf).dtype.kind not in "fc":
-            raise TypeError(f"{where}: x0 must hold floating point arrays, got dtype {np.asarray(leaf).dtype}")
+    if not callable(step):
+        raise TypeError(f"{where}: step and loss must be callables, got {type(step).__name__} and {type(loss).__name__}")
+    engine = engine or _numpy_engine()
+    return _run_gradient(where, engine, step, x0, n_steps=n_steps, loss=loss, params=params, schedule=schedule,
+                         snapshots=snapshots, memory=memory, storage=storage, progress=progress,
+                         check_finite=check_finite)
 
-    # NOTE [ The caller's x0 and in-place steps ]: the executor works on its own copy of x0, gives a step a
-    # writeable array of its own before each advance (snapshots and arrays a tape keeps are read-only), and
-    # stores snapshots as copies, so a step that updates its input in place gets the exact gradient and
-    # the caller's x0 is never changed.
-    x_start = _private_copy(x0)
-    measure, first_y, first_pull = _measure_first_record(step, x_start, params)
-    t_first = measure.forward_time
-    if check_finite:
-        _check_finite(first_y, 0)
-    chain = measure.chain(n)
-    if schedule is not None:
-        if not isinstance(schedule, Schedule):
-            raise TypeError(f"{where}: schedule must be a revolve.Schedule, got {type(schedule).__name__}")
-        if schedule.n_steps != n:
-            raise ValueError(f"{where}: the schedule is for {schedule.n_steps} steps but n_steps={n}")
-    elif snapshots is not None:
-        schedule = binomial(n, snapshots=check_int(where, "snapshots", snapshots, minimum=1))
-    elif memory is not None:
-        if isinstance(memory, str):
-            from .units import parse_bytes
 
-            memory = parse_bytes(memory, where=where, name="memory")
-        memory = check_real(where, "memory", memory, positive=True)
-        schedule = plan_for_memory(measure, n, memory)
-    else:
-        schedule = store_all(n)
-    predicted = simulate(schedule, chain)  # validates the whole schedule before any work
-
-    storage = dict(storage or {})
-    unknown = set(storage) - set(predicted.peak_snapshots_by_storage) - {"ram"}
-    if unknown:
-        raise ValueError(f"{where}: storage names level(s) {sorted(unknown)} that the schedule never uses "
-                         f"(it uses {sorted(predicted.peak_snapshots_by_storage) or 'none'})")
-    backends: dict[str, Any] = {}
-    snap_level: dict[int, str] = {}
-    snap_bytes: dict[int, int] = {}
-    tapes: dict[int, tuple[Any, int]] = {}
-    bar = _Progress(progress, n)
-    t_adv = t_rec = t_rev = t_loss = 0.0
-    advances = records = 0
-    held = peak = 0
-    grad_params = None
-    value = None
-    adj = None
-    x = x_start
-    cur = 0
-    i = -1
-    wall = time.perf_counter()
-    guard = TerminationGuard(enabled=bool(set(predicted.peak_snapshots_by_storage) - {"ram"}))  # SIGTERM as SIGINT
+def _run_gradient(where, engine, step, x0, *, n_steps, loss, params, schedule, snapshots, memory, storage,
+                  progress, check_finite) -> GradientResult:
+    """``gradient`` for any engine: measure, plan, forward, loss, backward, and clean up on every path."""
+    # NOTE [ The caller's x0 and in-place steps ]: the executor works on the engine's own copy of x0 (numpy:
+    # a private copy; a step gets a writeable array of its own before each advance, snapshots and arrays a
+    # tape keeps are read-only, and snapshots are copies), so a step that updates its input in place gets
+    # the exact gradient and the caller's x0 is never changed.
+    guard = TerminationGuard(enabled=True)  # SIGTERM unwinds like SIGINT, so disk snapshots are removed
+    run = None
     try:
-        for level in predicted.peak_snapshots_by_storage:
-            backends[level] = make_backend(level, storage.get(level))
-
-        def reached_end(x_end):
-            nonlocal value, adj, t_loss
-            t = time.perf_counter()
-            try:
-                value, adj = ad.value_and_grad(loss)(x_end)
-            except Exception as e:
-                _note(e, f"{where}: raised in loss(x_{n})")
-                raise
-            t_loss += time.perf_counter() - t
-
-        for action in schedule:
-            match action:
-                case Advance(start=start, stop=b):
-                    a = start
-                    t = time.perf_counter()
-                    if first_y is not None:  # the measuring recording was this advance's step 0
-                        x, first_y, first_pull, a = first_y, None, None, a + 1
-                        t_adv += t_first
-                    x = _writeable(x)
-                    for i in range(a, b):
-                        try:
-                            x = step(x, params, i)
-                        except Exception as e:
-                            _note(e, f"{where}: raised in step {i} (advancing from x_{start})")
-                            raise
-                        if check_finite:
-                            _check_finite(x, i)
-                    t_adv += time.perf_counter() - t
-                    advances += b - start
-                    cur = b
-                    if b == n and adj is None:
-                        reached_end(x)
-                case Record(step=i):
-                    t = time.perf_counter()
-                    if first_y is not None:  # the measuring recording was this one
-                        y, pull, first_y, first_pull = first_y, first_pull, None, None
-                        t -= t_first
-                    else:
-                        try:
-                            y, pull = _record(step, x, params, i)
-                        except Exception as e:
-                            _note(e, f"{where}: raised in step {i} (recording)")
-                            raise
-                    if check_finite:
-                        _check_finite(y, i)
-                    size = _tape_bytes(pull, params)
-                    t_rec += time.perf_counter() - t
-                    tapes[i] = (pull, size)
-                    held += size
-                    peak = max(peak, held)
-                    records += 1
-                    x, cur = y, i + 1
-                    if cur == n and adj is None:
-                        reached_end(x)
-                case Reverse(step=i):
-                    pull, size = tapes.pop(i)
-                    t = time.perf_counter()
-                    try:
-                        cts = pull(adj)
-                    except Exception as e:
-                        _note(e, f"{where}: raised in the reverse of step {i}")
-                        raise
-                    t_rev += time.perf_counter() - t
-                    del pull
-                    held -= size
-                    adj = cts[0]
-                    if params is not None:
-                        grad_params = cts[1] if grad_params is None else _tree_add(grad_params, cts[1])
-                    bar.update()
-                case Snapshot(index=k, storage=level):
-                    size = backends[level].put(k, x)
-                    snap_level[k], snap_bytes[k] = level, size
-                    held += size
-                    peak = max(peak, held)
-                case Restore(index=k):
-                    x, cur = backends[snap_level[k]].get(k), k
-                case Discard(index=k):
-                    backends[snap_level.pop(k)].delete(k)
-                    held -= snap_bytes.pop(k)
-                case _:
-                    raise RevolveInternalError(f"executor: unknown action {action!r}")
+        run = _start(where, engine, step, x0, n_steps, params, schedule, snapshots, memory, storage, progress,
+                     check_finite)
+        guard_needed = bool(set(run.predicted.peak_snapshots_by_storage) - {"ram"})
+        if not guard_needed:
+            guard.restore()
+        x_end = run.forward()
+        t = time.perf_counter()
+        try:
+            value, adj = engine.value_and_grad(loss, x_end)
+        except Exception as e:
+            _note(e, f"{where}: raised in loss(x_{run.n})")
+            raise
+        del x_end
+        run.t_loss += time.perf_counter() - t
+        ambient = engine.ambient()  # the stream plain evaluation would leave: after n steps and the loss
+        try:
+            grad_x0, grad_params = run.backward(adj)
+        finally:
+            engine.reenter(ambient)
+        del adj
+        stats = run.stats()
+        stats = ExecutionStats(**{**stats.__dict__, "wall_time": stats.wall_time + run.t_loss})
     finally:
-        bar.close()
-        first_y = first_pull = None
-        for backend in backends.values():
-            backend.close()
-        tapes.clear()
+        if run is not None:
+            run.close()
         guard.restore()
-    wall = time.perf_counter() - wall
-    if adj is None or value is None:
-        raise RevolveInternalError("executor: the schedule finished without reaching x_n")
-    stats = ExecutionStats(
-        n_steps=n, advances=advances, records=records, forward_evaluations=advances + records, peak_bytes=peak,
-        time_advance=t_adv, time_record=t_rec, time_reverse=t_rev, time_loss=t_loss, wall_time=wall,
-        predicted=predicted, schedule=repr(schedule), state_bytes=measure.state_bytes, tape_bytes=measure.tape_bytes,
-    )
-    return GradientResult(value=float(np.asarray(value)), grad_x0=adj, grad_params=grad_params, stats=stats)
+    return GradientResult(value=value, grad_x0=grad_x0, grad_params=grad_params, stats=stats)

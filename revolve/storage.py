@@ -1,6 +1,9 @@
 """Snapshot storage backends for the executor: RAM and disk.
 
-A backend stores a state (a pytree of numpy arrays) under a step index and gives it back. The disk
+A backend stores a state (a pytree of arrays or tensors) under a step index and gives it back. What a
+state's leaves are, and how they become bytes, is the engine's (NOTE [ The engine protocol ] in
+revolve/engine.py): a backend made without one uses the ``revolve.ad`` engine, and the executor hands its
+own engine to a backend that has none yet. The disk
 backend writes each snapshot atomically (a temporary file renamed into place), checks a SHA-256 of its
 bytes on every restore, and removes its run folder when closed. A run killed before it could close its
 folder (SIGKILL, a power cut) leaves the folder behind; each run folder names its process in a file
@@ -35,36 +38,36 @@ class SnapshotCorrupted(RuntimeError):
     """A stored snapshot no longer matches what was written (checksum or format mismatch)."""
 
 
-def _leaves(state) -> tuple[list[np.ndarray], Any]:
-    from .ad import tree_flatten
+def _engine(engine):
+    if engine is not None:
+        return engine
+    from .engine import NumpyEngine
 
-    leaves, tree = tree_flatten(state)
-    return [np.asarray(x) for x in leaves], tree
+    return NumpyEngine()
 
 
 def state_nbytes(state) -> int:
     """Bytes of the arrays in a state."""
-    return int(sum(x.nbytes for x in _leaves(state)[0]))
+    from .ad import tree_flatten
+
+    return int(sum(np.asarray(x).nbytes for x in tree_flatten(state)[0]))
 
 
 class RAMStorage:
-    """Keeps read-only copies of the states in memory, so a step that updates its input cannot alter them."""
+    """Keeps states in memory as the engine's snapshots, which a later step cannot alter (numpy: read-only
+    copies; torch: the tensors themselves, their version counters checked when restored)."""
 
-    def __init__(self):
+    def __init__(self, engine=None):
+        self.engine = engine
         self._data: dict[int, Any] = {}
 
     def put(self, index: int, state) -> int:
-        from .ad import tree_unflatten
-
-        leaves, tree = _leaves(state)
-        copy = [x.copy() for x in leaves]
-        for x in copy:  # read-only: the executor copies a restored state before a step may change it in place
-            x.flags.writeable = False
-        self._data[index] = tree_unflatten(tree, copy)
-        return int(sum(x.nbytes for x in copy))
+        self.engine = _engine(self.engine)
+        self._data[index] = self.engine.snapshot(state)
+        return self.engine.state_bytes(state)
 
     def get(self, index: int):
-        return self._data[index]
+        return self.engine.restore(self._data[index])
 
     def delete(self, index: int) -> None:
         del self._data[index]
@@ -81,7 +84,8 @@ class DiskStorage:
     its SHA-256 (kept in memory) is checked when it is read back.
     """
 
-    def __init__(self, directory: str | os.PathLike):
+    def __init__(self, directory: str | os.PathLike, engine=None):
+        self.engine = engine
         directory = os.fspath(directory)
         if not os.path.isdir(directory):
             raise ValueError(f"revolve.DiskStorage: directory {directory!r} does not exist or is not a directory")
@@ -105,24 +109,32 @@ class DiskStorage:
         return os.path.join(self.root, f"x{index}.state")
 
     def put(self, index: int, state) -> int:
-        leaves, tree = _leaves(state)
-        header = json.dumps([[x.dtype.str, list(x.shape)] for x in leaves]).encode() + b"\n"
+        from .ad import tree_flatten
+
+        self.engine = _engine(self.engine)
+        leaves, tree = tree_flatten(state)
+        specs, buffers = [], []
+        for x in leaves:
+            spec, data = self.engine.to_bytes(x)
+            specs.append(spec)
+            buffers.append(data)
+        nbytes = int(sum(memoryview(b).nbytes for b in buffers))
+        header = json.dumps(specs).encode() + b"\n"
         h = hashlib.sha256(header)
         path = self._path(index)
         try:
             with atomic_file(path, "wb") as f:
                 f.write(header)
-                for x in leaves:
-                    data = np.ascontiguousarray(x).data
+                for data in buffers:
                     h.update(data)
                     f.write(data)
         except OSError as e:
             # disk full, a read-only or vanished run folder: say which state and which folder
             raise OSError(e.errno, f"revolve.gradient: cannot write the snapshot of state x_{index} "
-                                   f"({sum(x.nbytes for x in leaves):,} bytes) in the run folder {self.root!r}: "
+                                   f"({nbytes:,} bytes) in the run folder {self.root!r}: "
                                    f"{e.strerror}", path) from None
         self._meta[index] = (path, h.hexdigest(), tree)
-        return int(sum(x.nbytes for x in leaves))
+        return nbytes
 
     def get(self, index: int):
         from .ad import tree_unflatten
@@ -141,11 +153,10 @@ class DiskStorage:
         newline = blob.index(b"\n")
         spec = json.loads(blob[:newline])
         out, offset = [], newline + 1
-        for dtype, shape in spec:
-            dt = np.dtype(dtype)
-            count = int(np.prod(shape, dtype=np.int64))
-            out.append(np.frombuffer(blob, dtype=dt, count=count, offset=offset).reshape(shape).copy())
-            offset += count * dt.itemsize
+        for leaf_spec in spec:
+            leaf, size = self.engine.from_bytes(leaf_spec, blob, offset)
+            out.append(leaf)
+            offset += size
         return tree_unflatten(tree, out)
 
     def delete(self, index: int) -> None:
@@ -250,17 +261,20 @@ def remove_stale_runs(directory: str | os.PathLike) -> list[str]:
     return removed
 
 
-def make_backend(level: str, spec) -> RAMStorage | DiskStorage:
-    """A backend for a storage level from the user's ``storage=`` mapping value (None, a path, or a backend)."""
+def make_backend(level: str, spec, engine=None) -> RAMStorage | DiskStorage:
+    """A backend for a storage level from the user's ``storage=`` mapping value (None, a path, or a backend),
+    storing the states of ``engine`` (None: ``revolve.ad``'s); a backend without an engine gets this one."""
     if spec is None:
         if level == "ram":
-            return RAMStorage()
+            return RAMStorage(engine)
         raise ValueError(
             f"revolve.gradient: the schedule stores snapshots in {level!r} but storage= names no backend for it; "
             f"pass storage={{{level!r}: '/some/directory'}}"
         )
     if isinstance(spec, (str, os.PathLike)):
-        return DiskStorage(spec)
+        return DiskStorage(spec, engine)
     if all(hasattr(spec, m) for m in ("put", "get", "delete", "close")):
+        if getattr(spec, "engine", False) is None:
+            spec.engine = engine
         return spec
     raise TypeError(f"revolve.gradient: storage[{level!r}] must be a directory path or a storage backend, got {spec!r}")
