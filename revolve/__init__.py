@@ -10,6 +10,7 @@ from .baselines import periodic, store_all
 from .binomial import beta, binomial, binomial_cost, min_snapshots, repetition_number
 from .chain import Chain
 from .optimal import Frontier, FrontierPoint, frontier, min_memory, optimal
+from .multilevel import multilevel, multilevel_cost
 from ._malloc import tune_allocator
 from .executor import ExecutionStats, GradientResult, gradient
 from .errors import InfeasibleBudget, RevolveInternalError, ScheduleError
@@ -26,6 +27,7 @@ __all__ = [
     "online", "OnlinePlanner", "online_cost",
     "binomial", "binomial_cost", "repetition_number", "min_snapshots", "beta",
     "store_all", "periodic", "optimal", "frontier", "min_memory", "Frontier", "FrontierPoint",
+    "multilevel", "multilevel_cost",
     "ScheduleError", "InfeasibleBudget", "RevolveInternalError",
     "parse_bytes", "format_bytes", "gradient", "GradientResult", "ExecutionStats", "tune_allocator",
 ]

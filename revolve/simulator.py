@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from itertools import accumulate
-from typing import Iterable
+from typing import Iterable, Mapping
 
-from ._check import check_int
+from ._check import check_int, check_real
 from .actions import Advance, Discard, Record, Restore, Reverse, Snapshot
 from .chain import Chain
 from .errors import ScheduleError
@@ -41,6 +41,12 @@ class SimulationStats:
             a step runs, its overhead and its input unless that is held), or None without a chain.
         peak_bytes_by_storage: storage level -> most bytes of states stored there at once ("tape" for
             tapes), or None without a chain.
+        writes_by_storage: storage level -> ``Snapshot`` actions into it (None in ``closed_form_stats``).
+        restores_by_storage: storage level -> ``Restore`` actions of a state stored there (likewise).
+        io_time: the I/O cost, sum over levels of write cost x writes + read cost x restores under
+            ``simulate``'s ``io_cost`` (None without io_cost).
+        cost: the I/O-inclusive cost: ``time`` (or, without a chain, forward_evaluations + n_steps: one unit
+            per step forward and backward) plus ``io_time`` (None without io_cost).
     """
 
     n_steps: int
@@ -57,6 +63,10 @@ class SimulationStats:
     time: float | None = None
     peak_memory: float | None = None
     peak_bytes_by_storage: dict | None = None
+    writes_by_storage: dict | None = None
+    restores_by_storage: dict | None = None
+    io_time: float | None = None
+    cost: float | None = None
 
     def __str__(self) -> str:
         counts = [
@@ -81,6 +91,9 @@ class SimulationStats:
             from .units import format_bytes
 
             rows.append(("peak memory", format_bytes(self.peak_memory)))
+        if self.io_time:
+            rows.append(("I/O cost", f"{self.io_time:,.6g}"))
+            rows.append(("cost with I/O", f"{self.cost:,.6g}"))
         width = max(len(k) for k, _ in rows)
         return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
 
@@ -133,13 +146,19 @@ def closed_form_stats(schedule: Schedule) -> SimulationStats | None:
     )
 
 
-def simulate(schedule: Schedule | Iterable, chain: Chain | None = None, *, n_steps: int | None = None) -> SimulationStats:
+def simulate(schedule: Schedule | Iterable, chain: Chain | None = None, *, n_steps: int | None = None,
+             slots: Mapping[str, int] | None = None,
+             io_cost: Mapping[str, tuple[float, float]] | None = None) -> SimulationStats:
     """Replay ``schedule``, check every rule of NOTE [ Schedule invariants ], and return its cost.
 
     Arguments:
         schedule: a ``Schedule`` (or any iterable of actions together with ``n_steps``).
         chain: costs and sizes; without it ``time`` and the memory fields are None.
         n_steps: the number of steps, for a plain iterable of actions.
+        slots: storage level -> the most states it may hold at once; a ``Snapshot`` past a level's slots is
+            a ``ScheduleError`` naming it. Levels not named are not limited.
+        io_cost: storage level -> (write_cost, read_cost): each ``Snapshot`` into the level adds the write
+            cost and each ``Restore`` of a state stored there the read cost to ``io_time`` and ``cost``.
 
     Returns:
         ``SimulationStats``.
@@ -152,8 +171,11 @@ def simulate(schedule: Schedule | Iterable, chain: Chain | None = None, *, n_ste
         >>> from revolve import binomial, simulate
         >>> simulate(binomial(10, snapshots=3)).advances
         15
+        >>> simulate(binomial(10, snapshots=3), io_cost={"ram": (1, 1)}).cost  # 25 forward, 10 backward, 6 writes, 9 restores
+        50.0
     """
     where = "revolve.simulate"
+    limit, wcost, rcost = _levels_checked(where, slots, io_cost)
     if isinstance(schedule, Schedule):
         n = schedule.n_steps
     elif n_steps is None:
@@ -193,6 +215,8 @@ def simulate(schedule: Schedule | Iterable, chain: Chain | None = None, *, n_ste
     stored: dict[int, str] = {}
     tapes: set[int] = set()
     per_level: dict[str, int] = {}
+    writes_level: dict[str, int] = {}
+    reads_level: dict[str, int] = {}
     peak_level: dict[str, int] = {}
     bytes_level: dict[str, int] = {}
     peak_bytes_level: dict[str, int] = {}
@@ -279,6 +303,8 @@ def simulate(schedule: Schedule | Iterable, chain: Chain | None = None, *, n_ste
             if i not in stored:
                 raise ScheduleError(k, act, f"x_{i} is not stored (stored: {_stored_list(stored)})")
             restores += 1
+            level = stored[i]
+            reads_level[level] = reads_level.get(level, 0) + 1
             cur = i
         elif cls is Snapshot:
             i = act.index
@@ -287,8 +313,13 @@ def simulate(schedule: Schedule | Iterable, chain: Chain | None = None, *, n_ste
             if i in stored:
                 raise ScheduleError(k, act, f"x_{i} is already stored (in {stored[i]!r})")
             level = act.storage
+            if limit is not None and level in limit and per_level.get(level, 0) >= limit[level]:
+                raise ScheduleError(k, act, f"storage level {level!r} already holds {per_level.get(level, 0)} "
+                                            f"state(s), its slots ({limit[level]}): stored there: "
+                                            f"{_stored_list({j: v for j, v in stored.items() if v == level})}")
             stored[i] = level
             writes += 1
+            writes_level[level] = writes_level.get(level, 0) + 1
             if len(stored) > peak_snap:
                 peak_snap = len(stored)
             c = per_level.get(level, 0) + 1
@@ -331,6 +362,12 @@ def simulate(schedule: Schedule | Iterable, chain: Chain | None = None, *, n_ste
     if has_chain:
         peak_bytes = {level: b / den for level, b in peak_bytes_level.items()}  # one rounding each
         peak_bytes["tape"] = peak_tape_mem / den
+    io_time = 0.0
+    for level, c in writes_level.items():
+        io_time += c * wcost.get(level, 0.0)
+    for level, c in reads_level.items():
+        io_time += c * rcost.get(level, 0.0)
+    base = time if has_chain else float(evals + n)
     return SimulationStats(
         n_steps=n,
         actions=k + 1,
@@ -346,7 +383,33 @@ def simulate(schedule: Schedule | Iterable, chain: Chain | None = None, *, n_ste
         time=time if has_chain else None,
         peak_memory=peak_mem / den if has_chain else None,
         peak_bytes_by_storage=peak_bytes,
+        writes_by_storage=dict(writes_level),
+        restores_by_storage=dict(reads_level),
+        io_time=io_time if io_cost is not None else None,
+        cost=base + io_time if io_cost is not None else None,
     )
+
+
+def _levels_checked(where: str, slots, io_cost):
+    """(slot limits or None, write costs, read costs) from ``simulate``'s slots= and io_cost=, checked."""
+    limit = None
+    if slots is not None:
+        if not isinstance(slots, Mapping):
+            raise TypeError(f"{where}: slots must be a mapping of storage level -> slot count, e.g. "
+                            f"{{'ram': 5, 'disk': 10}}; got {slots!r}")
+        limit = {name: check_int(where, f"slots[{name!r}]", c, minimum=0) for name, c in slots.items()}
+    wcost: dict[str, float] = {}
+    rcost: dict[str, float] = {}
+    if io_cost is not None:
+        if not isinstance(io_cost, Mapping):
+            raise TypeError(f"{where}: io_cost must be a mapping of storage level -> (write_cost, read_cost), "
+                            f"e.g. {{'disk': (2, 2)}}; got {io_cost!r}")
+        for name, pair in io_cost.items():
+            if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+                raise ValueError(f"{where}: io_cost[{name!r}] must be a pair (write_cost, read_cost), got {pair!r}")
+            wcost[name] = check_real(where, f"io_cost[{name!r}] write cost", pair[0], minimum=0)
+            rcost[name] = check_real(where, f"io_cost[{name!r}] read cost", pair[1], minimum=0)
+    return limit, wcost, rcost
 
 
 _LISTS_MAX_STEPS = 10**5  # above this, a uniform chain is simulated without n-element lists
