@@ -89,7 +89,20 @@ def test_extension_to_beta_s_3_repetition_at_most_3_and_near_optimal():
     for s in range(1, 21):
         ns = list(range(beta(s, 2) + 1, beta(s, 3) + 1))
         excess = [a - closed_form(n, s) for a, n in zip(online_cost(ns, snapshots=s, algorithm="stumm-walther"), ns)]
-        assert min(excess) >= 0 and max(excess) <= (1 if s <= 8 else 2), s
+        assert min(excess) >= 0 and max(excess) <= (1 if s <= 9 else 2), s
+
+
+def test_extension_keeps_every_segment_within_beta_c_2():
+    """The placement itself, for larger s: every segment between held snapshots (the last one up to x_{n-1})
+    has at most beta(c, 2) steps for its c slots, so its reversal advances no step more than twice."""
+    for s in range(2, 21):
+        planner = OnlinePlanner(s, "stumm-walther")
+        for n in range(2, beta(s, 3) + 1):
+            while planner.steps < n - 1:
+                planner.forward(planner.steps)
+            held = planner.held + (n - 1,)
+            for j in range(len(held) - 1):
+                assert held[j + 1] - held[j] <= beta(s - j, 2), (s, n, j, held)
 
 
 def test_wang_moin_repetition_number_is_the_optimal_one():
