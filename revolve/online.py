@@ -24,9 +24,9 @@ NOTE [ Online invariants ]
      held index, or to the end) is reversed with c_j = s - j slots (its own and the free ones), so the reverse
      sweep costs sum_j t(L_j, c_j) advances (t(0, c) = 0). ``online_cost`` counts exactly this without
      generating actions; the tests check it against ``revolve.simulate`` of the full stream.
-  3. Optimality window (Stumm and Walther 2010, the condition behind their optimality theorem, in this
-     form): with the last step known, the stream reaches t(n, s) for n in (beta(s, r-1), beta(s, r)] if and
-     only if all s slots hold snapshots and every segment has beta(c_j, r-2) <= L_j <= beta(c_j, r-1) (the
+  3. Optimality window (our derivation; it explains why Stumm and Walther's Algorithm I can be optimal up to
+     beta(s, 2) and no online rule beyond): with the last step known, the stream reaches t(n, s) for n in
+     (beta(s, r-1), beta(s, r)] if and only if all s slots hold snapshots and every segment has beta(c_j, r-2) <= L_j <= beta(c_j, r-1) (the
      last segment's length counts the steps before x_{n-1}). Because sum_j t(L_j, c_j) >= sum_j
      [(r-1) L_j - beta(c_j + 1, r-2)] = t(n, s) - (n - 1), with equality exactly inside those windows
      (t(., c) is convex and piecewise linear with these breakpoints; the sum of the lines is t(n, s) by the

@@ -5,6 +5,7 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings, strategies as st
 
 import revolve
 from revolve import Advance, Discard, Record, Restore, Reverse, Snapshot, beta, online, online_cost, simulate
@@ -278,3 +279,14 @@ def test_bad_algorithm_and_protocol_errors():
     with pytest.raises(ValueError, match=r"beta\(s, 3\) = 10"):
         online(snapshots=2, algorithm="stumm-walther").schedule(11)
     assert simulate(online(snapshots=2, algorithm="stumm-walther").schedule(10)).records == 10
+
+
+@settings(max_examples=25, deadline=None)
+@given(s=st.integers(1, 30), n=st.integers(1, 2500), known=st.booleans(),
+       algorithm=st.sampled_from(["auto", "wang-moin"]))
+def test_random_larger_streams_are_valid(s, n, known, algorithm):
+    """Larger n and s than the sweep: valid, <= s snapshots, counted as simulated, never below t(n, s)."""
+    stats = simulate(online(snapshots=s, algorithm=algorithm).schedule(n, last_step_known=known))
+    assert stats.peak_snapshots <= s and stats.records == n
+    assert stats.advances == online_cost(n, snapshots=s, algorithm=algorithm, last_step_known=known)
+    assert stats.advances >= closed_form(n if known else n + 1, s)
