@@ -661,6 +661,9 @@ def _column_graph(P: SparsityPattern):
     return ptr, w
 
 
+_MAX_GRAPH = 40_000_000  # column-graph pairs (sum of squared row lengths) color_columns builds at most
+
+
 def _greedy(ptr: list, adj: list, order, n: int) -> list:
     """Greedy coloring in ``order``: each column takes the least color no column sharing a row holds."""
     color = [-1] * n
@@ -731,7 +734,9 @@ def color_columns(pattern, *, rounds: int = 4, seed: int = 0) -> np.ndarray:
     as the count meets the lower bound ``max_row_nnz`` (the most entries in one row): first the cyclic
     coloring j mod bound (optimal on banded patterns, checked in O(nnz)), then greedy in the natural order,
     Brelaz's DSatur (5 colors on the 2-D five-point stencil) and up to ``rounds`` passes of Culberson's
-    iterated greedy, keeping the fewest colors.
+    iterated greedy, keeping the fewest colors. Patterns whose rows are so long that the column graph would
+    pass 4 * 10^7 pairs (each needs at least its longest row's count of colors) get a cyclic coloring or
+    one color per column.
 
     Arguments:
         pattern: a ``SparsityPattern``, a scipy sparse matrix or a dense 2-D boolean array.
@@ -764,6 +769,12 @@ def color_columns(pattern, *, rounds: int = 4, seed: int = 0) -> np.ndarray:
     cyclic = np.arange(n, dtype=_I) % bound  # Curtis-Powell-Reid's coloring of banded patterns: optimal when valid
     if _is_valid(cyclic, P, bound):
         return cyclic
+    rowlen = np.bincount(P.rows, minlength=m)
+    if int(np.dot(rowlen, rowlen)) > _MAX_GRAPH:  # rows so long that the column graph would not fit in memory:
+        for k in range(bound + 1, min(n, bound + 8)):  # they need >= bound colors anyway; cyclic ones or n
+            if _is_valid(np.arange(n, dtype=_I) % k, P, k):
+                return np.arange(n, dtype=_I) % k
+        return np.arange(n, dtype=_I)
     ptr_a, adj_a = _column_graph(P)
     ptr, adj = ptr_a.tolist(), adj_a.tolist()
     best = _greedy(ptr, adj, range(n), n)
