@@ -290,3 +290,9 @@ def test_random_larger_streams_are_valid(s, n, known, algorithm):
     assert stats.peak_snapshots <= s and stats.records == n
     assert stats.advances == online_cost(n, snapshots=s, algorithm=algorithm, last_step_known=known)
     assert stats.advances >= closed_form(n if known else n + 1, s)
+
+
+def test_schedule_round_trips_through_json():
+    sched = online(snapshots=3).schedule(30, last_step_known=False)
+    back = revolve.Schedule.from_json(sched.to_json())
+    assert list(back) == list(sched) and back.params == sched.params and back.kind == "online"
