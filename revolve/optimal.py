@@ -50,20 +50,6 @@ _MAX_WORK = 4e10  # element operations: about a minute of numpy on one core
 _MAX_TABLE_BYTES = 6 * 2**30
 
 
-@dataclass
-class _Tables:
-    """The DP's results for one discretization: E's and H's choices per (i, k, m) and W(0, n, m) for every m."""
-
-    n: int
-    units_s: np.ndarray  # state sizes in memory units
-    units_t: np.ndarray  # tape sizes in memory units
-    hin: np.ndarray  # tape of step i keeps x_i
-    hout: np.ndarray  # tape of step i keeps x_{i+1}
-    choice: np.ndarray  # E's [i, k, m]: -1 infeasible, 0 record step i, j > i advance to x_j
-    choice_h: np.ndarray | None  # H's, where some tape keeps its output
-    top: np.ndarray  # W(0, n, m) for m = 0..slots (inf where infeasible)
-
-
 # the chain's working-memory sizes, by the name ``_solve`` takes them under
 _WORKING_FIELDS = (("fo", "forward_overhead"), ("ro", "record_overhead"), ("bo", "backward_overhead"),
                    ("adj", "adjoint_bytes"))
@@ -96,8 +82,118 @@ def _n_tables(chain: Chain) -> int:
     return 3 if chain.holds("tape_holds_output").any() else 2
 
 
-def _solve(F, B, s_units, t_units, hin, hout, slots: int, fo=None, bo=None, adj=None, ro=None) -> _Tables:
-    """Fill the DP over memory units 0..slots (vectorized over m and over the split point j).
+class _Tables:
+    """The unit DP's values, one row of W(i, k, m) (and of H where step i - 1 keeps its output) per sub-problem
+    over the memory window it can be reached with, and W(0, n, m) as ``top`` (inf outside its window).
+
+    Choices are not stored: ``choose`` recomputes the one the DP made at a visited (i, k, m) from the rows, with
+    the same floating-point operations, so it is the DP's (ties: record first, then the smallest split point).
+    """
+
+    def __init__(self, n, M, F, B, s, t, hin, hout, work, mlow, start, W, H, top):
+        self.n, self.M = n, M
+        self.units_s, self.units_t = s, t
+        self.hin, self.hout = hin, hout
+        self.top = top
+        self._F, self._B = F, B
+        self._Fpre = np.concatenate(([0.0], np.cumsum(F)))
+        self._work = work  # None, or the working-memory units (fo, ro, bo, adj)
+        self._mlow, self._start = mlow, start
+        self._W, self._H = W, H  # per i: array [k - i - 1, m - start[i]] (H: None where it is not used)
+
+    def nbytes(self) -> int:
+        """Bytes of the value rows held."""
+        return sum(a.nbytes for a in self._W) + sum(a.nbytes for a in self._H if a is not None)
+
+    def _value(self, table, i: int, k: int, m: int) -> float:
+        """W or H (``table``) of sub-problem (i, k) with m units; W(k, k, m) = 0."""
+        if i == k:
+            return 0.0
+        if m < 0:
+            return np.inf
+        return float(table[i][k - i - 1, m - self._start[i]])
+
+    def choose(self, i: int, k: int, m: int, kind: str) -> int:
+        """The DP's decision at (kind, i, k, m): 0 to record step i, j > i to advance to x_j first."""
+        s, t, n = self.units_s, self.units_t, self.n
+        if kind == "W" and m < s[i]:
+            return 0  # x_i cannot be stored: record it now
+        h = kind == "H"
+        si = 0 if h else int(s[i])
+        cin = int(s[i]) if self.hin[i] and not h else 0
+        cout = int(s[i + 1]) if self.hout[i] else 0
+        c = int(t[i]) + cin + cout
+        rest = self._H if self.hout[i] else self._W
+        FB = self._F[i] + self._B[i]
+        D = FB + self._value(rest, i + 1, k, m - c) if m >= c else np.inf
+        maxfo = None
+        if self._work is not None:
+            fo, ro, bo, adj = self._work
+            back = int(adj[i + 1]) + int(bo[i])
+            runs = int(adj[k]) + int(ro[i]) + (0 if self.hin[i] or h else int(s[i]))
+            if m < c + max(runs, back):
+                D = np.inf
+            if k - i >= 2:
+                maxfo = _max_forward(i, k, s, fo, adj)
+        best, j = np.inf, 0
+        if k - i >= 2:
+            js = np.arange(i + 1, k)
+            right = np.array([self._value(self._W, int(jj), k, m - si) for jj in js]) + self._Fpre[i + 1 : k]
+            left_table = self._H if h else self._W
+            left = self._W[i][: k - i - 1, m - self._start[i]] if not h else left_table[i][: k - i - 1, m - self._start[i]]
+            cand = left + right
+            if maxfo is not None:
+                cand[m < si + maxfo] = np.inf
+            a = int(np.argmin(cand))
+            best, j = cand[a] - self._Fpre[i], int(js[a])
+        if best < D:
+            return j
+        if D < np.inf:
+            return 0
+        raise RevolveInternalError(f"optimal: no feasible choice at ({kind}, {i}, {k}, {m})")
+
+
+def _max_forward(i: int, k: int, s, fo, adj) -> np.ndarray:
+    """For each split j = i+1 .. k-1: the most working memory of advancing from x_i to x_j (the adjoint of x_k
+    held; the input of each later step counts, unheld), beyond what the sub-problem holds."""
+    later = np.maximum.accumulate(s[i + 1 : k - 1] + fo[i + 1 : k - 1])
+    return np.maximum(int(fo[i]), np.concatenate(([0], later))) + int(adj[k])
+
+
+def _windows(n: int, M: int, s, c, every_top: bool) -> np.ndarray:
+    """mlow[i, k]: the least memory units sub-problem (i, k) can be given on any path of the recursion from
+    W(0, n, M) (from every m <= M with ``every_top``); the DP fills each row only from there up.
+
+    The recursion passes the same m to a left part (i, j), m - s_i (at most) to a right part (j, k) and m - c_i
+    (at most: the record's charge) to (i + 1, k); the most held outside (i, k) is the longest path to it, found
+    by lengths in decreasing order: its parents (i, k' > k) and (i' < i, k) are longer.
+    """
+    NEG = -1
+    mc = np.full((n + 2, n + 2), NEG, np.int64)  # row/column n + 1: padding read as "no parent" (index -1 too)
+    suf = np.full((n + 2, n + 2), NEG, np.int64)  # suf[i, k] = max over k' >= k of mc[i, k']
+    pre = np.full((n + 2, n + 2), NEG, np.int64)  # pre[i, k] = max over i' <= i of mc[i', k] + s[i']
+    s = np.asarray(s, np.int64)
+    c = np.asarray(c, np.int64)
+    for length in range(n, 0, -1):
+        i = np.arange(0, n - length + 1)
+        k = i + length
+        if length == n:
+            v = np.array([M if every_top else 0], np.int64)
+        else:
+            v = suf[i, k + 1]
+            im = i - 1  # -1 reads the padding row n + 1
+            d = np.where(mc[im, k] >= 0, mc[im, k] + c[np.maximum(im, 0)], NEG)
+            v = np.maximum(np.maximum(v, pre[im, k]), d)
+        v = np.minimum(v, M)
+        mc[i, k] = v
+        suf[i, k] = np.maximum(v, suf[i, k + 1])
+        pre[i, k] = np.maximum(v + s[i], pre[i - 1, k])
+    return M - np.minimum(np.maximum(mc[: n + 1, : n + 1], 0), M)
+
+
+def _solve(F, B, s_units, t_units, hin, hout, slots: int, fo=None, bo=None, adj=None, ro=None, *,
+           every_top: bool = False) -> _Tables:
+    """Fill the DP over memory units 0..slots, vectorized over m and over the split point j.
 
     With tapes that keep their step's input or output (``Chain.tape_holds_*``) a third family joins E
     and W: H(i, k, m), x_i is the working state and is held by the live tape of step i - 1, so storing
@@ -109,90 +205,98 @@ def _solve(F, B, s_units, t_units, hin, hout, slots: int, fo=None, bo=None, adj=
     a sub-problem ending at x_k the adjoint of x_k is held, so advancing through step l needs adj_k + fo_l,
     plus s_l unless x_l is held, on top of what the sub-problem holds at that moment, recording step i
     the same with ro_i on top of what it charges, and reversing step i adj_{i+1} + bo_i on top of it.
+
+    Only W is stored (E(i, k, m) is W(i, k, m) for m >= s_i and infeasible below), each row over the window
+    of memory values the recursion from W(0, n, slots) can reach (``_windows``; every m with ``every_top``),
+    in one array per i whose rows (i, k) are contiguous over k, so the left parts E(i, j) of all split points
+    are one slice; the right parts W(j, k) are copied, plus F_{0..j-1}, into a buffer for the current k
+    (k ascending, i descending), so each split's candidates are one addition and one minimum over j.
+    Choices are recomputed at reconstruction (``_Tables.choose``). Time O(L^3 M) at most, memory O(L^2 M).
     """
     n = len(F)
-    M = slots + 1
+    M = slots
     inf = np.inf
+    F = np.asarray(F, float)
+    B = np.asarray(B, float)
+    s = np.asarray(s_units, np.int64)
+    t = np.asarray(t_units, np.int64)
+    hin = np.asarray(hin, bool)
+    hout = np.asarray(hout, bool)
     Fpre = np.concatenate(([0.0], np.cumsum(F)))
-    use_h = bool(np.any(hout))
+    FB = F + B
+    use_h = bool(hout.any())
     working = fo is not None
-    # E3[i, k, m], H3[i, k, m] and W3[k, i, m]: laid out so that the slices over the split point j are contiguous
-    E3 = np.full((n + 1, n + 1, M), inf)
-    W3 = np.full((n + 1, n + 1, M), inf)
-    ctype = np.int16 if n < 2**15 else np.int32
-    choice = np.full((n + 1, n + 1, M), -1, dtype=ctype)
-    H3 = np.full((n + 1, n + 1, M), inf) if use_h else None
-    choice_h = np.full((n + 1, n + 1, M), -1, dtype=ctype) if use_h else None
-    for k in range(n + 1):
-        W3[k, k, :] = 0.0
-        if use_h:
-            H3[k, k, :] = 0.0
-
-    def best_split(i, k, left, right, width):
-        """min over i < j < k of F_{i..j-1} + right[j] + left[j] over m (arrays [j, width]); (best, j)."""
-        cand = (Fpre[i + 1 : k] - Fpre[i])[:, None] + right + left
-        arg = np.argmin(cand, axis=0)
-        return cand[arg, np.arange(width)], (arg + i + 1).astype(ctype)
-
-    for length in range(1, n + 1):
-        for i in range(0, n - length + 1):
-            k = i + length
-            si, ti = int(s_units[i]), int(t_units[i])
-            cin = si if hin[i] else 0
-            cout = int(s_units[i + 1]) if hout[i] else 0
-            rest = H3[i + 1, k] if hout[i] else W3[k, i + 1]  # what follows the record of step i
-            # D(i, k, m) = F_i + B_i + rest(m - t_i - c_in - c_out): record step i (E discards x_i first)
-            D = np.full(M, inf)
-            c = ti + cin + cout
-            if c < M:
-                D[c:] = F[i] + B[i] + rest[: M - c]
-            if working:
-                # the moments of evaluating step i (adjoint of x_k held; its input counts unless a tape keeps
-                # it: E discards x_i first) and of reversing it (adjoint of x_{i+1} held)
-                back = int(adj[i + 1]) + int(bo[i])
-                D[: min(M, c + max(int(adj[k]) + int(ro[i]) + (0 if hin[i] else si), back))] = inf
-                if length >= 2:  # advancing from x_i (held) to x_j: then x_l runs unheld, l = i+1 .. j-1
-                    later = np.maximum.accumulate(s_units[i + 1 : k - 1] + fo[i + 1 : k - 1])
-                    maxfo = np.maximum(int(fo[i]), np.concatenate(([0], later))) + int(adj[k])
-            if si < M:
-                Ei = D[si:].copy()
-                ch = np.where(np.isfinite(Ei), 0, -1).astype(ctype)
-                if length >= 2:
-                    # F_{i..j-1} + W(j, k, m - s_i) + E(i, j, m), m = s_i..slots
-                    left = E3[i, i + 1 : k, si:]
-                    if working:  # advancing from x_i to x_j: x_i stored, adjoint of x_k held, one step at a time
-                        left = np.where(np.arange(si, M)[None, :] < (si + maxfo)[:, None], inf, left)
-                    best, arg = best_split(i, k, left, W3[k, i + 1 : k, : M - si], M - si)
-                    better = best < Ei  # prefer recording when tied: fewer snapshots
-                    Ei[better] = best[better]
-                    ch[better] = arg[better]
-                E3[i, k, si:] = Ei
-                choice[i, k, si:] = ch
-                W3[k, i, si:] = Ei
-                W3[k, i, :si] = D[:si]
+    work = (np.asarray(fo, np.int64), np.asarray(ro, np.int64), np.asarray(bo, np.int64),
+            np.asarray(adj, np.int64)) if working else None
+    c_rec = t + np.where(hin, s[:-1], 0) + np.where(hout, s[1:], 0)  # what recording step i charges (E, W)
+    mlow = _windows(n, M, s, c_rec, every_top)
+    start = np.array([mlow[i, i + 1] for i in range(n)] + [M], np.int64)
+    W = [np.full((n - i, M + 1 - int(start[i])), inf) for i in range(n)]
+    H = [np.full((n - i, M + 1 - int(start[i])), inf) if use_h and i > 0 and hout[i - 1] else None
+         for i in range(n)]
+    zeros = np.zeros(M + 1)
+    col = np.full((n + 1, M + 1), inf)  # col[j, m] = W(j, k, m) + F_{0..j-1} for the current k
+    buf = np.empty((max(n - 1, 1), M + 1))
+    cols = np.arange(M + 1)
+    for k in range(1, n + 1):
+        for i in range(k - 1, -1, -1):
+            ln = k - i
+            lo = int(mlow[i, k])
+            width = M + 1 - lo
+            si = int(s[i])
+            c = int(c_rec[i])
+            # D(i, k, m) = F_i + B_i + rest(m - c) for m = lo..M: record step i (E discards x_i first)
+            if ln == 1:
+                rest, roff = zeros, 0
             else:
-                W3[k, i, :] = D
-            if use_h and i > 0 and hout[i - 1]:
+                rest, roff = (H if hout[i] else W)[i + 1][ln - 2], int(start[i + 1])
+            D = np.full(width, inf)
+            a = max(lo, c)
+            if a <= M:
+                np.add(FB[i], rest[a - c - roff : M + 1 - c - roff], out=D[a - lo :])
+            if working:
+                fo_, ro_, bo_, adj_ = work
+                back = int(adj_[i + 1]) + int(bo_[i])
+                floor = c + max(int(adj_[k]) + int(ro_[i]) + (0 if hin[i] else si), back)
+                D[: max(0, floor - lo)] = inf
+                maxfo = _max_forward(i, k, s, fo_, adj_) if ln >= 2 else None
+            row = W[i][ln - 1, lo - int(start[i]) :]
+            row[:] = D
+            ma = max(lo, si)
+            if ln >= 2 and ma <= M:
+                # E(i, k, m) = min(D, min_j F_{i..j-1} + W(j, k, m - s_i) + E(i, j, m)) for m = ma..M
+                w = M + 1 - ma
+                cand = np.add(W[i][: ln - 1, ma - int(start[i]) :], col[i + 1 : k, ma - si : M + 1 - si],
+                              out=buf[: ln - 1, :w])
+                if working:  # advancing from x_i to x_j: x_i stored, adjoint of x_k held, one step at a time
+                    cand[cols[:w][None, :] < (si + maxfo - ma)[:, None]] = inf
+                best = np.minimum.reduce(cand, axis=0)
+                best -= Fpre[i]
+                np.minimum(row[ma - lo :], best, out=row[ma - lo :])  # ties keep the record: fewer snapshots
+            np.add(row, Fpre[i], out=col[i, lo:])
+            if H[i] is not None:
                 # H(i, k, m) = min(F_i + B_i + rest(m - t_i - c_out), F_{i..j-1} + W(j, k, m) + H(i, j, m))
-                Hi = np.full(M, inf)
-                c = ti + cout
-                if c < M:
-                    Hi[c:] = F[i] + B[i] + rest[: M - c]
-                if working:  # x_i is held by the tape of step i - 1: its input never counts again
-                    Hi[: min(M, c + max(int(adj[k]) + int(ro[i]), back))] = inf
-                ch = np.where(np.isfinite(Hi), 0, -1).astype(ctype)
-                if length >= 2:
-                    left = H3[i, i + 1 : k]
+                ch = int(t[i]) + (int(s[i + 1]) if hout[i] else 0)
+                Hrow = H[i][ln - 1, lo - int(start[i]) :]
+                a = max(lo, ch)
+                if a <= M:
+                    np.add(FB[i], rest[a - ch - roff : M + 1 - ch - roff], out=Hrow[a - lo :])
+                if working:
+                    Hrow[: max(0, ch + max(int(adj_[k]) + int(ro_[i]), back) - lo)] = inf
+                if ln >= 2:
+                    cand = np.add(H[i][: ln - 1, lo - int(start[i]) :], col[i + 1 : k, lo:], out=buf[: ln - 1, :width])
                     if working:
-                        left = np.where(np.arange(M)[None, :] < maxfo[:, None], inf, left)
-                    best, arg = best_split(i, k, left, W3[k, i + 1 : k], M)
-                    better = best < Hi
-                    Hi[better] = best[better]
-                    ch[better] = arg[better]
-                H3[i, k] = Hi
-                choice_h[i, k] = ch
-    return _Tables(n=n, units_s=s_units, units_t=t_units, hin=np.asarray(hin, bool), hout=np.asarray(hout, bool),
-                   choice=choice, choice_h=choice_h, top=W3[n, 0, :].copy())
+                        cand[cols[:width][None, :] < (maxfo - lo)[:, None]] = inf
+                    best = np.minimum.reduce(cand, axis=0)
+                    best -= Fpre[i]
+                    np.minimum(Hrow, best, out=Hrow)
+    top = np.full(M + 1, inf)
+    if n:
+        lo = int(mlow[0, n])
+        top[lo:] = W[0][n - 1, lo - int(start[0]) :]
+    else:
+        top[:] = 0.0
+    return _Tables(n, M, F, B, s, t, hin, hout, work, mlow, start, W, H, top)
 
 
 class _TooLarge(Exception):
@@ -412,18 +516,8 @@ def _rebuild(n: int, m0: int, choose, s_u, t_u, hin=None, hout=None) -> list[Act
 
 
 def _actions(tables: _Tables, m: int) -> list[Action]:
-    """The schedule for W(0, n, m) from the DP's choice tables."""
-    s_u = tables.units_s
-
-    def choose(i, k, mm, kind):
-        if kind == "W" and mm < s_u[i]:
-            return 0  # x_i cannot be stored: record it now
-        c = int((tables.choice_h if kind == "H" else tables.choice)[i, k, mm])
-        if c < 0:
-            raise RevolveInternalError(f"optimal: no feasible choice at ({kind}, {i}, {k}, {mm})")
-        return c
-
-    return _rebuild(tables.n, m, choose, s_u, tables.units_t, tables.hin, tables.hout)
+    """The schedule for W(0, n, m) from the DP's tables (choices recomputed where the schedule goes)."""
+    return _rebuild(tables.n, m, tables.choose, tables.units_s, tables.units_t, tables.hin, tables.hout)
 
 
 def _units(sizes: np.ndarray, unit: float, *, up: bool) -> np.ndarray:
@@ -485,11 +579,12 @@ def _int_sizes(chain: Chain) -> tuple[dict[str, np.ndarray], Fraction, int]:
     return out, Fraction(g, den), (2**61 if dtype is np.int64 else 4 * total + 4)
 
 
-def _min_memory_choice(chain: Chain) -> tuple[float, dict]:
+def _min_memory_choice(chain: Chain) -> tuple[float, "_MinChoices"]:
     """The least peak memory of any schedule in the DP's class, with the choices that reach it.
 
     The same sub-problems as ``_solve`` (E, W, H), with the peak instead of the time as the value, in
-    exact integer units (NOTE [ Exact sizes ]); the peak is returned as the float nearest it.
+    exact integer units (NOTE [ Exact sizes ]); the peak is returned as the float nearest it. All
+    sub-problems of one length are solved at once (vectorized over i and the split point j).
     """
     n = chain.n_steps
     if n > _MAX_MIN_MEMORY_STEPS:  # checked before any array of n elements is made (optimal calls this too)
@@ -504,44 +599,75 @@ def _min_memory_choice(chain: Chain) -> tuple[float, dict]:
     hin = chain.holds("tape_holds_input")
     hout = chain.holds("tape_holds_output")
     working = chain.has_overheads  # then a step's input counts while it runs, unless it is held
-    W = np.full((n + 1, n + 1), inf, dtype=S.dtype)
-    E = np.full((n + 1, n + 1), inf, dtype=S.dtype)
-    H = np.full((n + 1, n + 1), inf, dtype=S.dtype)
-    ch: dict[tuple, int] = {}
-    for k in range(n + 1):
-        W[k, k] = H[k, k] = 0
+    dt = S.dtype
+    W = np.full((n + 1, n + 1), inf, dtype=dt)
+    E = np.full((n + 1, n + 1), inf, dtype=dt)
+    H = np.full((n + 1, n + 1), inf, dtype=dt)
+    ch = _MinChoices(n)
+    idx = np.arange(n + 1)
+    W[idx, idx] = 0
+    H[idx, idx] = 0
+    zero = np.zeros(1, dtype=dt)
+    X = S[:n] * working + FO  # what advancing through step l needs beyond the adjoint, x_l unheld
+    held_by_prev = np.concatenate(([False], hout[:-1]))  # x_i is held by the tape of step i - 1
     for length in range(1, n + 1):
-        for i in range(0, n - length + 1):
-            k = i + length
-            cout = int(S[i + 1]) if hout[i] else 0
-            rest = (H if hout[i] else W)[i + 1, k]
-            back = A[i + 1] + BO[i]  # reversing step i
-            c_h = T[i] + cout
-            runs = A[k] + RO[i] + (0 if hin[i] or not working else S[i])  # recording step i
-            D = c_h + (S[i] if hin[i] else 0) + max(runs, back, rest)
-            best, c = max(S[i] + A[k], D), 0
-            if length >= 2:
-                js = np.arange(i + 1, k)
-                later = np.maximum.accumulate(S[i + 1 : k - 1] * working + FO[i + 1 : k - 1])
-                adv = A[k] + np.maximum(FO[i], np.concatenate(([0], later)))  # advancing from x_i to x_j
-                cand = np.maximum(S[i] + np.maximum(adv, W[js, k]), E[i, js])
-                a = int(np.argmin(cand))
-                if cand[a] < best:
-                    best, c = int(cand[a]), int(js[a])
-            E[i, k] = best
-            ch[("E", i, k)] = c
-            W[i, k] = min(best, D)
-            ch[("W", i, k)] = 0 if D <= best else c
-            if i > 0 and hout[i - 1]:
-                best, c = c_h + max(A[k] + RO[i], back, rest), 0
-                if length >= 2:
-                    cand = np.maximum(np.maximum(adv, W[js, k]), H[i, js])
-                    a = int(np.argmin(cand))
-                    if cand[a] < best:
-                        best, c = int(cand[a]), int(js[a])
-                H[i, k] = best
-                ch[("H", i, k)] = c
+        i = np.arange(0, n - length + 1)
+        k = i + length
+        cout = np.where(hout[i], S[i + 1], zero)
+        rest = np.where(hout[i], H[i + 1, k], W[i + 1, k])
+        back = A[i + 1] + BO[i]  # reversing step i
+        c_h = T[i] + cout
+        runs = A[k] + RO[i] + np.where(hin[i] | (not working), zero, S[i])  # recording step i
+        D = c_h + np.where(hin[i], S[i], zero) + np.maximum(np.maximum(runs, back), rest)
+        best = np.maximum(S[i] + A[k], D)
+        c = np.zeros(i.size, np.int64)
+        has_h = held_by_prev[i]
+        best_h = c_h + np.maximum(np.maximum(A[k] + RO[i], back), rest)
+        c_hh = np.zeros(i.size, np.int64)
+        if length >= 2:
+            js = i[:, None] + np.arange(1, length)[None, :]  # split points j = i+1 .. k-1
+            # advancing from x_i to x_j: the most working memory of steps i .. j-1 (x_i held, later inputs not)
+            if length >= 3:
+                later = np.maximum.accumulate(X[i[:, None] + np.arange(1, length - 1)[None, :]], axis=1)
+                adv = np.maximum(FO[i][:, None], np.concatenate((np.zeros((i.size, 1), dt), later), axis=1))
+            else:
+                adv = FO[i][:, None].copy()
+            adv = adv + A[k][:, None]
+            wjk = W[js, k[:, None]]
+            cand = np.maximum(S[i][:, None] + np.maximum(adv, wjk), E[i[:, None], js])
+            a = np.argmin(cand, axis=1)
+            val = cand[np.arange(i.size), a]
+            better = val < best
+            best = np.where(better, val, best)
+            c = np.where(better, js[np.arange(i.size), a], 0)
+            if has_h.any():
+                cand = np.maximum(np.maximum(adv, wjk), H[i[:, None], js])
+                a = np.argmin(cand, axis=1)
+                val = cand[np.arange(i.size), a]
+                better = val < best_h
+                best_h = np.where(better, val, best_h)
+                c_hh = np.where(better, js[np.arange(i.size), a], 0)
+        E[i, k] = best
+        ch.E[i, k] = c
+        W[i, k] = np.minimum(best, D)
+        ch.W[i, k] = np.where(D <= best, 0, c)
+        H[i[has_h], k[has_h]] = best_h[has_h]
+        ch.H[i[has_h], k[has_h]] = c_hh[has_h]
     return int(W[0, n]) * unit.numerator / unit.denominator, ch
+
+
+class _MinChoices:
+    """``_min_memory_choice``'s decisions, read as ``ch[kind, i, k]`` (0: record step i, j: advance to x_j)."""
+
+    def __init__(self, n: int):
+        ctype = np.int16 if n < 2**15 else np.int32
+        self.E = np.zeros((n + 1, n + 1), ctype)
+        self.W = np.zeros((n + 1, n + 1), ctype)
+        self.H = np.zeros((n + 1, n + 1), ctype)
+
+    def __getitem__(self, key: tuple) -> int:
+        kind, i, k = key
+        return int(getattr(self, kind)[i, k])
 
 
 def min_memory(chain: Chain) -> float:
@@ -578,14 +704,14 @@ def _check_min_memory_size(where: str, n: int) -> None:
         )
 
 
-def _plan_tables(chain: Chain, unit: float, slots: int, *, up: bool) -> _Tables:
+def _plan_tables(chain: Chain, unit: float, slots: int, *, up: bool, every_top: bool = False) -> _Tables:
     F = chain.values("forward_cost")
     B = chain.values("backward_cost")
     work = {}
     if chain.has_overheads:
         work = {k: _units(chain.values(name), unit, up=up) for k, name in _WORKING_FIELDS}
     return _solve(F, B, _units(chain.values("state_bytes"), unit, up=up), _units(chain.values("tape_bytes"), unit, up=up),
-                  chain.holds("tape_holds_input"), chain.holds("tape_holds_output"), slots, **work)
+                  chain.holds("tape_holds_input"), chain.holds("tape_holds_output"), slots, **work, every_top=every_top)
 
 
 def optimal(chain: Chain, *, memory: float, slots: int = DEFAULT_SLOTS, lower_bound: bool = True) -> Schedule:
@@ -855,7 +981,7 @@ def frontier(chain: Chain, *, slots: int = DEFAULT_SLOTS, max_memory: float | No
         max_memory = max(max_memory, _min_memory_choice(chain)[0])
     max_memory = check_real(where, "max_memory", max_memory, positive=True)
     unit = max_memory / slots
-    tables = _plan_tables(chain, unit, slots, up=True)
+    tables = _plan_tables(chain, unit, slots, up=True, every_top=True)
     points: list[FrontierPoint] = []
     last_time = np.inf
     for m in range(slots + 1):
