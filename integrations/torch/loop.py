@@ -1,0 +1,553 @@
+"""Checkpointed time stepping for PyTorch: ``x_{i+1} = step(x_i, params, i)`` for 10^4..10^6 steps in bounded memory.
+
+    from revolve.integrations.torch import checkpointed_loop, gradient
+    y = checkpointed_loop(step, x0, n_steps=100_000, params=params, memory="2GiB")  # an autograd node
+    loss_fn(y).backward()                                                           # grads in .grad
+
+    r = gradient(step, x0, n_steps=100_000, loss=loss_fn, params=params, memory="2GiB")
+    r.value, r.grad_x0, r.grad_params, r.stats
+
+Both run revolve's one executor (``revolve.executor``) with ``TorchEngine``, the torch side of the engine
+protocol (NOTE [ The engine protocol ] in revolve/engine.py):
+
+- an advance runs the step under ``no_grad``; a record runs it under ``enable_grad`` on detached inputs,
+  and its pullback is one ``torch.autograd.grad`` (the step's graph is freed as it is applied);
+- the RNG streams (CPU, and the CUDA devices of the state) are captured with every snapshot and re-entered
+  on restore, so a step recomputed from a snapshot draws what it drew the first time (SDE noise,
+  dropout): the gradient is bitwise plain autograd's over the unrolled loop, and the caller's stream
+  after the call is the plain loop's;
+- states stay on their device; a snapshot in "ram" is the state's tensors themselves (a step never
+  changes a tensor in place: the version counters are checked on restore), ``HostStorage`` copies them to
+  host memory (pinned for CUDA states), a directory keeps them on disk as raw bytes with a SHA-256 check,
+  removed on success, failure, SIGINT and SIGTERM; so the multi-level planners can use device -> host ->
+  disk (``revolve.multilevel`` with ``storage={"host": HostStorage(), "disk": "/scratch"}``);
+- ``checkpointed_loop`` re-enters the forward's autocast state for the recomputations of its backward.
+
+Across processes: a step that exchanges halos or reduces across ranks with ``torch.distributed.nn``'s
+differentiable collectives runs the same way on every rank; give every rank the same ``schedule`` (a
+``memory=`` plan depends on the state and tape sizes alone, so ranks holding equal shards plan the same
+one); each rank keeps its own snapshots.
+
+Parameters: a dict (or tuple/list) of tensors, whose gradients are returned in that structure, or an
+``nn.Module``, passed to the step as it is, whose trainable parameters are differentiated (gradients as a
+dict name -> tensor). Tensors the step reaches otherwise (a closure over a tensor that requires grad)
+would get no gradient: the first recording finds them and raises, naming them.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Any, Callable, Mapping
+
+import torch
+from torch import nn
+
+from revolve.ad import tree_flatten, tree_unflatten
+from revolve.errors import RevolveInternalError
+from revolve.executor import GradientResult, _run_gradient, _start
+from revolve.storage import TerminationGuard
+
+from ._state import _autocast_state, _get_rng, _reenter_autocast
+
+__all__ = ["TorchEngine", "HostStorage", "gradient", "checkpointed_loop"]
+
+
+def _nbytes(t: torch.Tensor) -> int:
+    return t.element_size() * t.numel()
+
+
+class _Params:
+    """The parameters as the step sees them and the flat list of tensors differentiated.
+
+    ``only_requiring_grad``: differentiate only the tensors that require grad (the autograd front); the
+    gradient front differentiates every floating tensor of a dict, as ``revolve.gradient`` does.
+    """
+
+    def __init__(self, params, where: str, only_requiring_grad: bool):
+        self.params = params
+        self.module = isinstance(params, nn.Module)
+        if params is None:
+            self.leaves, self.tree, self.names, self.diff = [], None, [], []
+        elif self.module:
+            named = [(k, p) for k, p in params.named_parameters() if p.requires_grad]
+            self.names = [k for k, _ in named]
+            self.leaves, self.tree = [p for _, p in named], None
+            self.diff = list(range(len(named)))
+            if params.training and any(b.is_floating_point() for b in params.buffers()):
+                warnings.warn(f"{where}: params is a module in training mode with buffers (BatchNorm running "
+                              f"statistics?); a recomputed step updates them again: call .eval() or keep "
+                              f"buffers out of the step", stacklevel=3)
+        else:
+            self.leaves, self.tree = tree_flatten(params)
+            self.names = []
+            for v in self.leaves:
+                if not isinstance(v, torch.Tensor):
+                    raise TypeError(f"{where}: params must hold tensors (or be an nn.Module), got a "
+                                    f"{type(v).__name__}")
+            self.diff = [k for k, v in enumerate(self.leaves) if v.is_floating_point() or v.is_complex()]
+            if only_requiring_grad:
+                self.diff = [k for k in self.diff if self.leaves[k].requires_grad]
+
+    def for_record(self):
+        """``(argument for the step, tensors differentiated)``: detached aliases of a dict's tensors (so the
+        recorded graph ends at them), a module's own leaf parameters."""
+        if self.params is None:
+            return None, []
+        if self.module:
+            return self.params, list(self.leaves)
+        aliases = [v.detach() for v in self.leaves]
+        for k in self.diff:
+            aliases[k].requires_grad_(True)
+        return tree_unflatten(self.tree, aliases), [aliases[k] for k in self.diff]
+
+    def structured(self, flat):
+        """The flat gradients in the parameters' structure (None for tensors not differentiated)."""
+        if self.params is None:
+            return None
+        if self.module:
+            return dict(zip(self.names, flat))
+        out: list = [None] * len(self.leaves)
+        for k, g in zip(self.diff, flat):
+            out[k] = g
+        return tree_unflatten(self.tree, out)
+
+
+class _Pullback:
+    """One recorded step: its outputs (with their graph), the detached inputs and the tensors differentiated."""
+
+    __slots__ = ("outputs", "inputs", "n_x", "nbytes")
+
+    def __init__(self, outputs, inputs, n_x, nbytes):
+        self.outputs, self.inputs, self.n_x, self.nbytes = outputs, inputs, n_x, nbytes
+
+
+def _outside_leaves(roots, inputs) -> list[torch.Tensor]:
+    """Leaves that require grad reached by the graph of ``roots`` other than ``inputs`` (closures)."""
+    known = {id(t) for t in inputs}
+    seen, found, todo = set(), [], [r for r in roots if r is not None]
+    while todo:
+        node = todo.pop()
+        if node in seen:
+            continue
+        seen.add(node)
+        var = getattr(node, "variable", None)
+        if var is not None and id(var) not in known:
+            found.append(var)
+        todo.extend(nxt for nxt, _ in node.next_functions if nxt is not None)
+    return found
+
+
+class TorchEngine:
+    """The PyTorch engine of revolve's executor (NOTE [ The engine protocol ] in revolve/engine.py).
+
+    Arguments:
+        preserve_rng_state: capture the RNG streams with every snapshot and re-enter them on restore
+            (default), so stochastic steps recompute the same values; False for deterministic steps.
+
+    Example:
+        >>> e = TorchEngine()
+        >>> x = e.own(torch.tensor([3.0]), "example")
+        >>> y, pull = e.record(lambda x, p, i: x * x, x, None, 0)
+        >>> y, e.apply(pull, torch.tensor([1.0]))[0]
+        (tensor([9.]), tensor([6.]))
+    """
+
+    name = "torch"
+
+    def __init__(self, *, preserve_rng_state: bool = True, only_requiring_grad: bool = False):
+        self.preserve_rng_state = bool(preserve_rng_state)
+        self.only_requiring_grad = only_requiring_grad
+        self._params = None
+        self._params_obj = None
+        self._tape_bytes = None
+        self._device_leaf = None
+        self._tree = None
+        self._where = "revolve.integrations.torch"
+
+    # -- the state ---------------------------------------------------------------------------------------
+    def own(self, x0, where: str):
+        self._where = where
+        leaves, tree = tree_flatten(x0)
+        if not leaves:
+            raise ValueError(f"{where}: x0 holds no tensors")
+        for v in leaves:
+            if not isinstance(v, torch.Tensor):
+                raise TypeError(f"{where}: x0 must be a tensor or a tuple/list/dict of tensors, got a {type(v).__name__}")
+            if not (v.is_floating_point() or v.is_complex()):
+                raise TypeError(f"{where}: x0 must hold floating point tensors, got dtype {v.dtype}")
+        cuda = [v for v in leaves if v.device.type == "cuda"]
+        self._device_leaf = cuda[0] if cuda else leaves[0]
+        self._tree = tree
+        return tree_unflatten(tree, [v.detach() for v in leaves])
+
+    def _bind(self, params):
+        if self._params is None or self._params_obj is not params:
+            self._params = _Params(params, self._where, self.only_requiring_grad)
+            self._params_obj = params
+        return self._params
+
+    def state_bytes(self, x) -> int:
+        return int(sum(_nbytes(v) for v in tree_flatten(x)[0]))
+
+    # -- steps ---------------------------------------------------------------------------------------------
+    def advance(self, step, x, params, i):
+        with torch.no_grad():
+            return step(x, params, i)
+
+    def record(self, step, x, params, i):
+        p = self._bind(params)
+        leaves, tree = tree_flatten(x)
+        xd = [v.detach().requires_grad_(True) for v in leaves]
+        arg, pd = p.for_record()
+        measuring = self._tape_bytes is None
+        with torch.enable_grad():
+            if measuring:
+                saved = _SavedMeter()
+                with torch.autograd.graph.saved_tensors_hooks(saved.pack, saved.unpack):
+                    y = step(tree_unflatten(tree, xd), arg, i)
+            else:
+                y = step(tree_unflatten(tree, xd), arg, i)
+        y_leaves, y_tree = tree_flatten(y)
+        for v in y_leaves:
+            if not isinstance(v, torch.Tensor):
+                raise TypeError(f"{self._where}: step {i} returned a {type(v).__name__} in its state; it must "
+                                f"return tensors, as x0 holds")
+        inputs = xd + pd
+        if measuring:
+            outside = _outside_leaves([v.grad_fn for v in y_leaves], inputs)
+            if outside:
+                shapes = ", ".join(f"{tuple(t.shape)} {t.dtype}" for t in outside[:4])
+                raise ValueError(
+                    f"{self._where}: step {i} uses {len(outside)} tensor(s) that require grad but are neither in x "
+                    f"nor in params ({shapes}); their gradient would be lost: pass them in params")
+            owned = {t.untyped_storage().data_ptr() for t in p.leaves}
+            sizes = dict(saved.sizes)
+            for t in xd + y_leaves:
+                sizes[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+            self._tape_bytes = int(sum(v for k, v in sizes.items() if k not in owned))
+        pull = _Pullback(y_leaves, inputs, len(xd), self._tape_bytes)
+        return tree_unflatten(y_tree, [v.detach() for v in y_leaves]), pull
+
+    def apply(self, pull, adj):
+        adj_leaves = tree_flatten(adj)[0]
+        pairs = [(y, g) for y, g in zip(pull.outputs, adj_leaves) if g is not None and y.requires_grad]
+        inputs = pull.inputs
+        pull.outputs = pull.inputs = None  # the graph is freed by the grad below
+        if pairs:
+            grads = torch.autograd.grad([y for y, _ in pairs], inputs, [g for _, g in pairs], allow_unused=True)
+        else:
+            grads = [None] * len(inputs)
+        del pairs
+        grads = [torch.zeros_like(t) if g is None else g for t, g in zip(inputs, grads)]
+        n_x = pull.n_x
+        adj_x = tree_unflatten(self._tree, grads[:n_x])
+        return adj_x, (tuple(grads[n_x:]) if self._params is not None and self._params.params is not None else None)
+
+    def tape_bytes(self, pull, params) -> int:
+        return pull.nbytes
+
+    # -- snapshots ---------------------------------------------------------------------------------------
+    def snapshot(self, x):
+        leaves, tree = tree_flatten(x)
+        return tree, leaves, [v._version for v in leaves]
+
+    def restore(self, s):
+        tree, leaves, versions = s
+        for v, ver in zip(leaves, versions):
+            if v._version != ver:
+                raise RuntimeError(
+                    f"{self._where}: a stored state was modified in place after it was stored (a step updated its "
+                    f"input, or x0 was changed during the run); write the step out of place (x = x + dx, not x += dx)")
+        return tree_unflatten(tree, leaves)
+
+    def to_bytes(self, leaf):
+        t = leaf.detach()
+        spec = [str(t.dtype).removeprefix("torch."), list(t.shape), str(t.device)]
+        host = t.contiguous().cpu().reshape(-1)
+        return spec, host.view(torch.uint8).numpy().data if host.numel() else b""
+
+    def from_bytes(self, spec, blob, offset):
+        import numpy as np
+
+        dtype, shape, device = getattr(torch, spec[0]), spec[1], spec[2]
+        nbytes = math.prod(shape) * torch.empty((), dtype=dtype).element_size()
+        raw = np.frombuffer(blob, dtype=np.uint8, count=nbytes, offset=offset).copy()
+        t = torch.from_numpy(raw).view(dtype).reshape(shape)
+        return t.to(device), nbytes
+
+    def checksum(self, x) -> str:
+        from revolve.engine import checksum
+
+        return checksum(self, x)
+
+    # -- loss, sums, checks -------------------------------------------------------------------------------
+    def value_and_grad(self, loss, x):
+        leaves, tree = tree_flatten(x)
+        xd = [v.detach().requires_grad_(True) for v in leaves]
+        with torch.enable_grad():
+            value = loss(tree_unflatten(tree, xd))
+        if not isinstance(value, torch.Tensor) or value.numel() != 1:
+            raise TypeError(f"{self._where}: loss must return a scalar tensor, got "
+                            f"{type(value).__name__}{tuple(value.shape) if isinstance(value, torch.Tensor) else ''}")
+        grads = torch.autograd.grad(value, xd, allow_unused=True) if value.requires_grad else [None] * len(xd)
+        grads = [torch.zeros_like(t) if g is None else g for t, g in zip(xd, grads)]
+        return float(value.detach()), tree_unflatten(tree, grads)
+
+    def add(self, a, b):
+        return tuple(x + y for x, y in zip(a, b))
+
+    def finite(self, x) -> bool:
+        return all(bool(torch.isfinite(v).all()) for v in tree_flatten(x)[0])
+
+    # -- ambient state: the RNG streams ------------------------------------------------------------------
+    def ambient(self):
+        if not self.preserve_rng_state or self._device_leaf is None:
+            return None
+        return _get_rng(self._device_leaf)
+
+    def reenter(self, ambient) -> None:
+        if ambient is None:
+            return
+        torch.set_rng_state(ambient[0])
+        if ambient[1] is not None:
+            torch.cuda.set_rng_state(ambient[1], self._device_leaf.device)
+
+    def ambient_bytes(self) -> int:
+        a = self.ambient()
+        return 0 if a is None else sum(_nbytes(s) for s in a if s is not None)
+
+
+class _SavedMeter:
+    """Storages autograd saves while the first step is recorded, each once (pack returns a detached alias, so
+    a saved output holds no reference back to its own graph)."""
+
+    def __init__(self):
+        self.sizes: dict = {}
+
+    def pack(self, t):
+        s = t.untyped_storage()
+        self.sizes[s.data_ptr()] = s.nbytes()
+        return t.detach()
+
+    @staticmethod
+    def unpack(t):
+        return t
+
+
+class HostStorage:
+    """Snapshots in host memory (pinned for CUDA states, so copies overlap compute), restored to their device.
+
+    Use it as a storage level beside the device's "ram": ``storage={"host": HostStorage()}`` for a schedule
+    whose ``Snapshot(storage="host")`` actions a multi-level planner chose.
+
+    Example:
+        >>> s = HostStorage()
+        >>> s.put(3, {"u": torch.ones(4)})
+        16
+        >>> s.get(3)["u"].sum().item()
+        4.0
+    """
+
+    def __init__(self, *, pin_memory: bool | None = None):
+        self.pin_memory = pin_memory
+        self._data: dict[int, Any] = {}
+        self.engine = False  # needs none: it stores tensors as they are
+
+    def put(self, index: int, state) -> int:
+        leaves, tree = tree_flatten(state)
+        copies = []
+        for t in leaves:
+            pin = t.device.type == "cuda" if self.pin_memory is None else self.pin_memory
+            c = torch.empty(t.shape, dtype=t.dtype, device="cpu", pin_memory=pin and torch.cuda.is_available())
+            c.copy_(t.detach(), non_blocking=pin)
+            copies.append((c, t.device))
+        self._data[index] = (tree, copies)
+        return int(sum(_nbytes(c) for c, _ in copies))
+
+    def get(self, index: int):
+        tree, copies = self._data[index]
+        return tree_unflatten(tree, [c.to(d, non_blocking=True) if d.type != "cpu" else c.clone() for c, d in copies])
+
+    def delete(self, index: int) -> None:
+        del self._data[index]
+
+    def close(self) -> None:
+        self._data.clear()
+
+
+def gradient(
+    step: Callable,
+    x0,
+    *,
+    n_steps: int,
+    loss: Callable,
+    params=None,
+    schedule=None,
+    snapshots: int | None = None,
+    memory: float | str | None = None,
+    storage: Mapping[str, Any] | None = None,
+    progress: bool | None = None,
+    check_finite: bool = False,
+    preserve_rng_state: bool = True,
+) -> GradientResult:
+    """The gradient of ``loss(x_n)`` where x_{i+1} = step(x_i, params, i), torch steps under a checkpointing schedule.
+
+    The torch twin of ``revolve.gradient`` (same arguments, same result, the same executor).
+
+    Arguments:
+        step: ``step(x, params, i) -> x_next`` with torch operations; x is a tensor or a tuple/list/dict of
+            tensors (on any device), params as given below.
+        x0: the initial state (not changed; its own gradient is returned, whether or not it requires grad).
+        n_steps: number of steps, >= 1.
+        loss: ``loss(x_n) -> scalar tensor``.
+        params: a dict/tuple/list of tensors shared by all steps (gradients for every floating tensor), or an
+            ``nn.Module`` passed to the step as it is (gradients of its trainable parameters, by name); None.
+        schedule, snapshots, memory, storage, progress, check_finite: as ``revolve.gradient``; a storage
+            level may also be a ``HostStorage()``. "ram" keeps snapshots on the state's device.
+        preserve_rng_state: re-enter each snapshot's RNG state on restore (stochastic steps recompute what
+            they drew); the caller's stream after the call is the plain loop's.
+
+    Returns:
+        ``GradientResult(value, grad_x0, grad_params, stats)``: grad_x0 in x0's structure, grad_params in
+        params' (a dict name -> tensor for a module), stats as ``revolve.gradient``'s. The step runs exactly
+        ``stats.forward_evaluations`` times.
+
+    Raises:
+        As ``revolve.gradient``; ValueError when the step uses tensors requiring grad outside x and params.
+
+    Example:
+        >>> import torch
+        >>> step = lambda x, p, i: x + 0.01 * torch.sin(x) * p["a"]
+        >>> r = gradient(step, torch.ones(3, dtype=torch.float64), n_steps=100, loss=lambda x: (x ** 2).sum(),
+        ...              params={"a": torch.tensor(2.0, dtype=torch.float64)}, snapshots=4)
+        >>> r.stats.forward_evaluations, tuple(r.grad_x0.shape), r.grad_params["a"].dtype
+        (474, (3,), torch.float64)
+    """
+    where = "revolve.integrations.torch.gradient"
+    if not callable(step) or not callable(loss):
+        raise TypeError(f"{where}: step and loss must be callables, got {type(step).__name__} and {type(loss).__name__}")
+    engine = TorchEngine(preserve_rng_state=preserve_rng_state, only_requiring_grad=False)
+    r = _run_gradient(where, engine, step, x0, n_steps=n_steps, loss=loss, params=params, schedule=schedule,
+                      snapshots=snapshots, memory=memory, storage=storage, progress=progress,
+                      check_finite=check_finite)
+    grad_params = engine._bind(params).structured(r.grad_params) if params is not None else None
+    return GradientResult(value=r.value, grad_x0=r.grad_x0, grad_params=grad_params, stats=r.stats)
+
+
+class _Loop(torch.autograd.Function):
+    """The whole loop as one autograd node: forward runs the schedule to x_n, backward the rest of it."""
+
+    @staticmethod
+    def forward(ctx, box, *tensors):
+        run = _start(**box["start"])
+        box["run"] = run
+        guard = TerminationGuard(enabled=box["disk"](run))
+        try:
+            x_n = run.forward()
+        except BaseException:
+            run.close()
+            raise
+        finally:
+            guard.restore()
+        ctx.box = box
+        leaves, box["out_tree"] = tree_flatten(x_n)
+        box["out_like"] = [(v.shape, v.dtype, v.device) for v in leaves]
+        box["autocast"] = _autocast_state(leaves[0].device)
+        return tuple(leaves)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, *grads):
+        box = ctx.box
+        run = box.get("run")
+        if run is None:
+            raise RuntimeError(f"{box['where']}: backward through the loop ran twice; its snapshots are freed after "
+                               f"the first (retain_graph=True is not supported: run the loop again)")
+        box["run"] = None
+        engine = run.engine
+        adj = tree_unflatten(box["out_tree"], [torch.zeros(shape, dtype=dtype, device=device) if g is None else g
+                                               for (shape, dtype, device), g in zip(box["out_like"], grads)])
+        guard = TerminationGuard(enabled=box["disk"](run))
+        ambient = engine.ambient()  # backward never draws from the caller's stream
+        try:
+            with _reenter_autocast(box["autocast"]):
+                adj_x0, grad_params = run.backward(adj)
+            stats = run.stats()
+        finally:
+            engine.reenter(ambient)
+            run.close()
+            guard.restore()
+        x_grads = tree_flatten(adj_x0)[0]
+        out = [None] + [g if req else None for g, req in zip(x_grads, box["x_requires"])]
+        out += list(grad_params) if grad_params is not None else [None] * box["n_p"]
+        if len(out) != 1 + box["n_x"] + box["n_p"]:
+            raise RevolveInternalError(f"{box['where']}: {len(out)} gradients for {1 + box['n_x'] + box['n_p']} inputs")
+        if box.get("on_stats") is not None:
+            box["on_stats"](stats)
+        return tuple(out)
+
+
+def checkpointed_loop(
+    step: Callable,
+    x0,
+    *,
+    n_steps: int,
+    params=None,
+    schedule=None,
+    snapshots: int | None = None,
+    memory: float | str | None = None,
+    storage: Mapping[str, Any] | None = None,
+    progress: bool | None = None,
+    check_finite: bool = False,
+    preserve_rng_state: bool = True,
+    stats: Callable | None = None,
+):
+    """x_n of x_{i+1} = step(x_i, params, i), as one autograd node whose backward runs the schedule's reverse.
+
+    The output feeds further torch code and ``.backward()`` (or ``torch.autograd.grad``); gradients reach
+    the parameters that require grad (accumulated into ``.grad``) and x0 if it requires grad. Only the
+    schedule's snapshots and live tapes are kept between forward and backward.
+
+    Arguments:
+        step, x0, n_steps, params, schedule, snapshots, memory, storage, progress, check_finite,
+        preserve_rng_state: as ``gradient`` (params: a dict/tuple/list of tensors, differentiated where they
+            require grad, or an ``nn.Module``).
+        stats: called with the run's ``ExecutionStats`` once the backward has run.
+
+    Returns:
+        x_n in x0's structure (tensors on x0's devices).
+
+    Raises:
+        As ``gradient``; RuntimeError on a second backward through the same output (the snapshots are freed
+        after the first; retain_graph=True is not supported) or on ``create_graph=True``.
+
+    Example:
+        >>> import torch
+        >>> a = torch.tensor(0.5, dtype=torch.float64, requires_grad=True)
+        >>> y = checkpointed_loop(lambda x, p, i: x + 0.01 * torch.tanh(x * p["a"]), torch.ones(4, dtype=torch.float64),
+        ...                       n_steps=1000, params={"a": a}, memory=20 * 32)
+        >>> (y ** 2).sum().backward()
+        >>> a.grad.shape
+        torch.Size([])
+    """
+    where = "revolve.integrations.torch.checkpointed_loop"
+    if not callable(step):
+        raise TypeError(f"{where}: step must be a callable, got {type(step).__name__}")
+    engine = TorchEngine(preserve_rng_state=preserve_rng_state, only_requiring_grad=True)
+    x_leaves = tree_flatten(x0)[0]
+    for v in x_leaves:
+        if not isinstance(v, torch.Tensor):
+            raise TypeError(f"{where}: x0 must be a tensor or a tuple/list/dict of tensors, got a {type(v).__name__}")
+    p = engine._bind(params)
+    p_tensors = [p.leaves[k] for k in p.diff] if not p.module else list(p.leaves)
+    box = {
+        "start": dict(where=where, engine=engine, step=step, x0=x0, n_steps=n_steps, params=params,
+                      schedule=schedule, snapshots=snapshots, memory=memory, storage=storage, progress=progress,
+                      check_finite=check_finite),
+        "disk": lambda run: bool(set(run.predicted.peak_snapshots_by_storage) - {"ram"}),
+        "where": where, "n_x": len(x_leaves), "n_p": len(p_tensors),
+        "x_requires": [v.requires_grad for v in x_leaves], "on_stats": stats,
+    }
+    outs = _Loop.apply(box, *x_leaves, *p_tensors)
+    return tree_unflatten(box["out_tree"], list(outs))
