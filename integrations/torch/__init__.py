@@ -47,12 +47,12 @@ except ImportError as e:  # pragma: no cover - exercised in a subprocess by the 
     raise ImportError('revolve.integrations.torch needs PyTorch, which is not installed: '
                       'pip install "revolve[torch]" (pins the CPU build, torch==2.13.0)') from e
 
-from ._meters import AllocatorPeak, PeakStorages
+from ._meters import PeakStorages
 from .planning import plan
 from .profiling import profile
 from .runner import RunStats
-from .sequential import CheckpointedSequential, ProfileReport, checkpoint_sequential, run_blocks
+from .sequential import CheckpointedSequential, checkpoint_sequential, run_blocks
 from .loop import HostStorage, TorchEngine, checkpointed_loop, gradient
 
 __all__ = ["profile", "CheckpointedSequential", "checkpoint_sequential", "run_blocks", "plan", "RunStats",
-           "PeakStorages", "AllocatorPeak", "ProfileReport", "gradient", "checkpointed_loop", "TorchEngine", "HostStorage"]
+           "PeakStorages", "gradient", "checkpointed_loop", "TorchEngine", "HostStorage"]
