@@ -54,6 +54,7 @@ References:
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Iterator, Literal, Mapping
 
@@ -68,7 +69,8 @@ from .schedule import Schedule
 __all__ = ["multilevel", "multilevel_cost", "MultilevelPlan"]
 
 _WHERE = "revolve.multilevel"
-_MAX_STEPS = 10**6  # tables of (slots x n) entries: 10^6 steps with 100 slots is 800 MB
+_MAX_STEPS = 10**6
+_MAX_ENTRIES = 2 * 10**7  # table entries per level (slots x lengths): 160 MB of float64 per table
 
 
 @dataclass(frozen=True)
@@ -257,6 +259,12 @@ class MultilevelPlan:
             lv, below = levels[k], levels[k - 1]
             sub = below.write + self._last(k - 1)  # a faster snapshot, solved with all the faster slots
             rows = min(lv.slots, n)
+            if rows * (n + 1) > _MAX_ENTRIES:
+                cap = max(1, _MAX_ENTRIES // (n + 1))
+                warnings.warn(f"revolve.multilevel: {lv.slots} slots of {lv.name!r} for n={n} would need tables of "
+                              f"{rows * (n + 1):,} entries; planning with {cap} of them (at most "
+                              f"{_MAX_ENTRIES:,} entries per level)", stacklevel=4)
+                rows = cap
             exact = method == "exact" or (method == "auto" and _exact_affordable(n, rows))
             if not exact:
                 self.method = "fast"
@@ -434,6 +442,10 @@ def multilevel(n: int, *, slots: Mapping[str, int], io_cost: Mapping[str, tuple[
 
     Raises:
         TypeError, ValueError: a bad argument (named in the message).
+
+    Warns:
+        UserWarning: a level's tables would pass 2 * 10^7 entries (slots x (n + 1)); fewer of its slots are
+            planned for (the plan stays valid, within the slots given).
 
     Example:
         >>> from revolve import multilevel, simulate

@@ -120,6 +120,30 @@ def test_fast_tables_bound_the_exact_ones(n, ram, disk, w, r):
     assert exact <= fast <= exact * 1.005
 
 
+def test_three_level_fast_tables_bound_the_exact_ones():
+    slots, io = {"gpu": 3, "host": 4, "disk": 10}, {"host": (1, 1), "disk": (4, 4)}
+    for n in (150, 300):
+        exact = checked(n, slots, io, method="exact").cost
+        assert exact <= checked(n, slots, io, method="fast").cost <= exact * 1.005
+
+
+def test_a_level_without_slots_takes_no_part():
+    slots, io = {"gpu": 2, "host": 0, "disk": 5}, {"host": (1, 1), "disk": (3, 3)}
+    stats = checked(50, slots, io)
+    assert "host" not in stats.peak_snapshots_by_storage
+    assert stats.cost == multilevel_cost(50, slots={"gpu": 2, "disk": 5}, io_cost={"disk": (3, 3)})
+
+
+def test_tables_past_their_size_limit_plan_with_fewer_slots_and_say_so(monkeypatch):
+    import sys
+
+    monkeypatch.setattr(sys.modules["revolve.multilevel"], "_MAX_ENTRIES", 1000)
+    with pytest.warns(UserWarning, match=r"10 slots of 'disk' for n=200 .* planning with 4 of them") as rec:
+        stats = checked(200, {"ram": 3, "disk": 10}, {"disk": (1, 1)})
+    assert rec[0].filename == __file__
+    assert stats.peak_snapshots_by_storage["disk"] <= 4
+
+
 def test_disk_slots_are_used_and_never_exceeded():
     # the table's first row: peers hold 55 (HRevolve) or 163 (DiskRevolve) disk states with 10 declared
     slots, io = {"ram": 5, "disk": 10}, {"disk": (2, 2)}
