@@ -255,9 +255,11 @@ class MultilevelPlan:
         self._D.append([_revolve_row(n, c0, uf, ub)] if c0 >= 1 else [])
         self._C.append([])
         self.method = "exact"
+        self._sub: dict[int, np.ndarray] = {}
         for k in range(1, len(levels)):
             lv, below = levels[k], levels[k - 1]
             sub = below.write + self._last(k - 1)  # a faster snapshot, solved with all the faster slots
+            self._sub[k] = sub
             rows = min(lv.slots, n)
             if rows * (n + 1) > _MAX_ENTRIES:
                 cap = max(1, _MAX_ENTRIES // (n + 1))
@@ -290,11 +292,6 @@ class MultilevelPlan:
         rows = self._D[k]
         return rows[-1] if rows else None
 
-    def value(self, k: int, l: int, d: int) -> float:
-        """D_k(l, d) (k >= 1; d = 0 is E_k), rows past saturation answering as the last."""
-        rows = self._D[k]
-        return float(rows[min(d, len(rows) - 1)][l])
-
     def _choice(self, k: int, l: int, d: int) -> int:
         """The argmin of D_k(l, d) (0: the stop option, else the split j), from the stored choices or, for
         tables built by ``_level_fast``, found again over the same split points."""
@@ -306,15 +303,15 @@ class MultilevelPlan:
         J = _fast_splits(l, self._grid)
         left = J * uf + lv.read + rows[d][J]
         if d == 0:
-            sub = self._levels[k - 1].write + self._last(k - 1)
+            sub = self._sub[k]
             right = np.where(l - J == 1, uf + self.ub, sub[l - J])
         else:
             right = np.where(l - J == 1, uf + self.ub, lv.write + rows[d - 1][l - J])
         vals = left + right
         i = int(np.argmin(vals))
-        stop = (self._levels[k - 1].write + self._last(k - 1))[l] if d == 0 else rows[0][l]
         if d == 0:
-            return 0 if stop <= vals[i] else int(J[i])
+            return 0 if self._sub[k][l] <= vals[i] else int(J[i])
+        stop = rows[0][l]
         return int(J[i]) if vals[i] < stop else 0
 
     # -- Actions ------------------------------------------------------------------------------------------
