@@ -216,10 +216,11 @@ OPS = _ops()
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.integers(1, 9), st.lists(st.tuples(st.integers(0, len(OPS) - 1), st.integers(0, 5)), min_size=1, max_size=4),
+@given(st.integers(1, 9), st.booleans(),
+       st.lists(st.tuples(st.integers(0, len(OPS) - 1), st.integers(0, 5)), min_size=1, max_size=4),
        st.integers(0, 2**31 - 1))
-def test_random_compositions_match_dense(n, program, seed):
-    x = np.random.default_rng(seed).standard_normal(n)
+def test_random_compositions_match_dense(n, matrix_input, program, seed):
+    x = np.random.default_rng(seed).standard_normal((2, (n + 1) // 2) if matrix_input else (n,))
 
     def f(u):
         a = u

@@ -686,7 +686,8 @@ def _dsatur(ptr: list, adj: list, n: int, start: int) -> list:
     color = [-1] * n
     sat = [0] * n
     masks = [0] * n  # bit c set: a neighbour holds color c
-    buckets = [dict.fromkeys(range(n))]
+    maxdeg = max(ptr[v + 1] - ptr[v] for v in range(n))
+    buckets = [dict.fromkeys(range(n))] + [{} for _ in range(maxdeg + 1)]  # saturation <= degree
     top = 0
     v = start
     for step in range(n):
@@ -709,8 +710,6 @@ def _dsatur(ptr: list, adj: list, n: int, start: int) -> list:
                     s += 1
                     sat[w] = s
                     masks[w] = mw | bit
-                    if s == len(buckets):
-                        buckets.append({})
                     buckets[s][w] = None
                     if s > top:
                         top = s
@@ -732,8 +731,8 @@ def color_columns(pattern, *, rounds: int = 4, seed: int = 0) -> np.ndarray:
 
     Works on index arrays in O(sum over rows of entries^2) = O(nnz * row degree) per pass, stopping as soon
     as the count meets the lower bound ``max_row_nnz`` (the most entries in one row): first the cyclic
-    coloring j mod bound (optimal on banded patterns, checked in O(nnz)), then greedy in the natural order,
-    Brelaz's DSatur (5 colors on the 2-D five-point stencil) and up to ``rounds`` passes of Culberson's
+    coloring j mod bound (optimal on banded patterns, checked in O(nnz)), then Brelaz's DSatur (5 colors on
+    the 2-D five-point stencil), greedy in the natural order and up to ``rounds`` passes of Culberson's
     iterated greedy, keeping the fewest colors. Patterns whose rows are so long that the column graph would
     pass 4 * 10^7 pairs (each needs at least its longest row's count of colors) get a cyclic coloring or
     one color per column.
@@ -777,11 +776,11 @@ def color_columns(pattern, *, rounds: int = 4, seed: int = 0) -> np.ndarray:
         return np.arange(n, dtype=_I)
     ptr_a, adj_a = _column_graph(P)
     ptr, adj = ptr_a.tolist(), adj_a.tolist()
-    best = _greedy(ptr, adj, range(n), n)
+    best = _dsatur(ptr, adj, n, int(np.argmax(np.diff(ptr_a))))
     if max(best) + 1 > bound:
-        ds = _dsatur(ptr, adj, n, int(np.argmax(np.diff(ptr_a))))
-        if max(ds) < max(best):
-            best = ds
+        natural = _greedy(ptr, adj, range(n), n)
+        if max(natural) < max(best):
+            best = natural
     rng = np.random.default_rng(seed)
     stale = 0
     for r in range(rounds):
