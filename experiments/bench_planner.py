@@ -296,7 +296,10 @@ def _optional_section(title: str, module: str, argv: list[str]) -> None:
     if main_fn is None:
         print(f"   {module}.py has no main()")
         return
-    main_fn(argv)
+    import inspect
+
+    takes_argv = bool(inspect.signature(main_fn).parameters)
+    main_fn(argv) if takes_argv else main_fn()  # main(argv) as _bench_online has it, or main()
 
 
 def _child(fn, n, s, q):
