@@ -11,7 +11,14 @@ Runs, on CUDA (exits with status 2 and a message where none is available):
   3. autocast: the same model (no shared layer) under torch.autocast(device, bfloat16), plans that recompute (the smallest
      budget and one halfway to store-all) and store-all: gradients, buffers and the RNG state bitwise
      equal to plain autocast autograd (recomputation re-enters the forward's autocast state);
-  4. the benchmark of experiments/bench_torch.py with --device cuda (CSV and PNG into --out).
+  4. the benchmark of experiments/bench_torch.py with --device cuda (CSV and PNG into --out);
+  5. time stepping (revolve.integrations.torch.checkpointed_loop and gradient, loop_check): a stochastic
+     step (dropout, randn) on the device, float32 and float64, under binomial, memory= and a device ->
+     host -> disk schedule: gradients and the RNG state after the call bitwise equal to the plain unrolled
+     loop's; then 10^4 steps of a 10^6-element state in 20 snapshots' memory: the CUDA allocator's peak
+     within the plan plus one step's working memory, beside what plain autograd would need; then
+     experiments/bench_torch_loop.py with --device cuda. loop_check(device) runs on the CPU too (smaller
+     sizes, no allocator peak).
 exactness(device) also runs on the CPU (the allocator's peak is then 0): tests/test_experiments.py runs it
 there, so that this script's code is exercised without a GPU.
 """
@@ -20,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import os
 import sys
 from pathlib import Path
 
@@ -124,6 +132,87 @@ def autocast_exactness(device) -> int:
     return failures
 
 
+def loop_check(device, out: Path | None = None) -> int:
+    """Check 5: checkpointed time stepping on ``device``; returns the number of failures."""
+    import tempfile
+
+    from revolve.integrations.torch import HostStorage, checkpointed_loop, gradient
+
+    def noisy(x, p, i):
+        h = torch.nn.functional.dropout(torch.tanh(x @ p["W"]), 0.2, training=True)
+        return x + 0.1 * h + 0.01 * torch.randn_like(x)
+
+    def rng():
+        return torch.cuda.get_rng_state(device) if device.type == "cuda" else torch.get_rng_state()
+
+    failures = 0
+    n = 60
+    for dtype in (torch.float32, torch.float64):
+        g = torch.Generator().manual_seed(1)
+        W = (0.3 * torch.randn(64, 64, generator=g, dtype=dtype)).to(device)
+        x0 = torch.randn(32, 64, generator=g, dtype=dtype).to(device)
+        torch.manual_seed(7)
+        Wp, xp = W.clone().requires_grad_(), x0.clone().requires_grad_()
+        x = xp
+        for i in range(n):
+            x = noisy(x, {"W": Wp}, i)
+        (x * x).sum().backward()
+        after = rng()
+        slots = {"ram": 2, "host": 2, "disk": 4}
+        tiers = revolve.multilevel(n, slots=slots, io_cost={"host": (0.1, 0.1), "disk": (1.0, 1.0)})
+        with tempfile.TemporaryDirectory() as folder:
+            for name, kw in (("binomial", dict(schedule=revolve.binomial(n, snapshots=3))),
+                             ("memory", dict(memory=6 * x0.numel() * x0.element_size() + 80_000)),
+                             ("device/host/disk", dict(schedule=tiers,
+                                                       storage={"host": HostStorage(), "disk": folder}))):
+                torch.manual_seed(7)
+                Wl, xl = W.clone().requires_grad_(), x0.clone().requires_grad_()
+                y = checkpointed_loop(noisy, xl, n_steps=n, params={"W": Wl}, **kw)
+                (y * y).sum().backward()
+                ok = torch.equal(Wl.grad, Wp.grad) and torch.equal(xl.grad, xp.grad) and torch.equal(rng(), after)
+                torch.manual_seed(7)
+                r = gradient(noisy, x0, n_steps=n, loss=lambda x: (x * x).sum(), params={"W": W}, **kw)
+                ok &= torch.equal(r.grad_params["W"], Wp.grad) and torch.equal(r.grad_x0, xp.grad)
+                ok &= os.listdir(folder) == []
+                failures += not ok
+                print(f"{'ok  ' if ok else 'FAIL'} loop {str(dtype):>13} {name:<17} evaluations "
+                      f"{r.stats.forward_evaluations} (steps {n})")
+    # memory: many steps of a large state in few snapshots
+    n, m = (10_000, 10**6) if device.type == "cuda" else (300, 10**4)
+    x0 = torch.linspace(0, 1, m, device=device)
+    a = torch.tensor(0.3, device=device)
+    step_ = lambda x, p, i: x + 1e-3 * torch.sin(x) * p["a"]  # noqa: E731
+    state = 4 * m
+    peak = working = 0
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        base = torch.cuda.memory_allocated(device)
+        xd = x0.clone().requires_grad_()
+        torch.autograd.grad((step_(xd, {"a": a}, 0) ** 2).sum(), xd)
+        del xd
+        working = torch.cuda.max_memory_allocated(device) - base
+        torch.cuda.reset_peak_memory_stats(device)
+        base = torch.cuda.memory_allocated(device)
+    r = gradient(step_, x0, n_steps=n, loss=lambda x: (x * x).sum(), params={"a": a}, memory=21 * state,
+                 preserve_rng_state=False)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        peak = torch.cuda.max_memory_allocated(device) - base
+    plan = r.stats.predicted.peak_memory
+    ok = plan <= 21 * state and (device.type != "cuda" or peak <= plan + working + 2 * state)
+    failures += not ok
+    print(f"{'ok  ' if ok else 'FAIL'} loop memory: {n} steps of {m} float32, allocator peak "
+          f"{revolve.format_bytes(peak)} within plan {revolve.format_bytes(plan)} + one step "
+          f"{revolve.format_bytes(working)}; plain autograd would need {revolve.format_bytes(n * r.stats.tape_bytes)}; "
+          f"{r.stats.forward_evaluations} evaluations")
+    if out is not None and device.type == "cuda":
+        import bench_torch_loop
+
+        bench_torch_loop.main(["--device", "cuda", "--out", str(out)])
+    return failures
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=Path("docs/figures/cuda"))
@@ -138,6 +227,8 @@ def main() -> int:
     failures += (ac := autocast_exactness(device))
     print(f"autocast exactness: {ac} failure(s)")
     bench_torch.main(["--device", "cuda", "--out", str(args.out)])
+    failures += (lc := loop_check(device, args.out))
+    print(f"time stepping: {lc} failure(s)")
     return 1 if failures else 0
 
 

@@ -10,6 +10,7 @@ RAM and checksummed disk snapshots, cleanup on any failure, stats and progress l
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from dataclasses import dataclass, field
@@ -163,12 +164,14 @@ def _measure_first_record(engine, step, x0, params, where):
     return m, y, pull, ambient
 
 
+@functools.lru_cache(maxsize=32)
 def plan_for_memory(measure: StepMeasurement, n_steps: int, memory: float) -> Schedule:
     """The fastest schedule for ``n_steps`` identical steps within ``memory`` bytes.
 
     Store-all if every tape fits; else the heterogeneous DP for short chains (it may hold several tapes);
     for long ones, Revolve with as many snapshots as fit beside one tape, or periodic checkpointing where
-    holding a segment's tapes fits and recomputes less (both costs in closed form).
+    holding a segment's tapes fits and recomputes less (both costs in closed form). Plans are cached on
+    their arguments (a training loop plans the same loop every iteration; schedules are immutable).
     """
     S, T = measure.state_bytes, measure.tape_bytes
     if n_steps * T <= memory:

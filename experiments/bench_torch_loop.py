@@ -1,0 +1,257 @@
+"""Checkpointed time stepping in PyTorch: revolve's executor against plain autograd and torch.utils.checkpoint.
+
+    python3 experiments/bench_torch_loop.py [--quick] [--device cpu|cuda] [--rounds R] [--out DIR]
+
+A recurrent step x <- x + dt * tanh(x @ W + b) (about 1 ms or more on one CPU thread), n steps, loss
+sum(x_n^2). Settings, timed in interleaved rounds whose order is shuffled every round:
+
+  plain        plain autograd over the unrolled loop (stores every step's tape)
+  ckpt_sqrt    torch.utils.checkpoint over sqrt(n) segments (use_reentrant=False), the hand-picked baseline
+  loop         revolve.integrations.torch.checkpointed_loop within the memory ckpt_sqrt's plan holds
+               (segment inputs + one segment's tapes), then .backward()
+  gradient     revolve.integrations.torch.gradient, same budget
+
+Reported per setting: the median wall and process CPU time of a forward + backward, the spread of the
+identical setting over rounds ((max - min) / median), the allocator's measured peak (torch.profiler memory
+events on CPU, torch.cuda.max_memory_allocated on CUDA; one separate run, since profiling slows it), the
+ratios to plain and to ckpt_sqrt measured in this run, and for the revolve settings the executor overhead:
+the run's time over the raw step time it spent, i.e. (advances * t_step + records * t_record + n * t_pullback)
+with t_step, t_record, t_pullback measured by the script alone on one step (goal <= 1.05 for steps >= 1 ms).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _common  # noqa: E402  (puts the repository root on sys.path)
+import torch  # noqa: E402
+from torch.utils.checkpoint import checkpoint  # noqa: E402
+
+from revolve.integrations.torch import checkpointed_loop, gradient  # noqa: E402
+
+
+def make_problem(batch, width, device, dtype):
+    g = torch.Generator().manual_seed(0)
+    W = (torch.randn(width, width, generator=g, dtype=dtype) / math.sqrt(width)).to(device).requires_grad_()
+    b = (0.1 * torch.randn(width, generator=g, dtype=dtype)).to(device).requires_grad_()
+    x0 = torch.randn(batch, width, generator=g, dtype=dtype).to(device)
+    return x0, {"W": W, "b": b}
+
+
+def step(x, p, i):
+    return x + 0.05 * torch.tanh(x @ p["W"] + p["b"])
+
+
+def loss_fn(x):
+    return (x * x).sum()
+
+
+def _sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def run_plain(x0, p, n):
+    x = x0
+    for i in range(n):
+        x = step(x, p, i)
+    loss_fn(x).backward()
+
+
+def run_ckpt(x0, p, n, k):
+    def segment(x, a, b_):
+        for i in range(a, b_):
+            x = step(x, p, i)
+        return x
+
+    x = x0
+    for a in range(0, n, k):
+        x = checkpoint(segment, x, a, min(a + k, n), use_reentrant=False)
+    loss_fn(x).backward()
+
+
+def run_loop(x0, p, n, memory, out):
+    y = checkpointed_loop(step, x0, n_steps=n, params=p, memory=memory, stats=out.append)
+    loss_fn(y).backward()
+
+
+def run_gradient(x0, p, n, memory, out):
+    r = gradient(step, x0, n_steps=n, loss=loss_fn, params=p, memory=memory)
+    out.append(r.stats)
+
+
+def raw_step_times(x0, p, device, repeats=30):
+    """Median seconds of one step without recording, one recording, and one pullback (torch.autograd.grad)."""
+    def timed(fn):
+        ts = []
+        for _ in range(repeats):
+            _sync(device)
+            t = time.perf_counter()
+            fn()
+            _sync(device)
+            ts.append(time.perf_counter() - t)
+        return statistics.median(ts)
+
+    with torch.no_grad():
+        t_step = timed(lambda: step(x0, p, 0))
+    state = {}
+
+    def record():
+        xd = x0.detach().requires_grad_()
+        state["y"], state["x"] = step(xd, p, 0), xd
+
+    t_record = timed(record)
+    ys = []
+    for _ in range(repeats):
+        record()
+        ys.append((state["y"], state["x"]))
+    grads = [torch.ones_like(x0)] * repeats
+    it = iter(range(repeats))
+
+    def pull():
+        j = next(it)
+        y, xd = ys[j]
+        torch.autograd.grad(y, [xd, p["W"], p["b"]], grads[j])
+
+    t_pull = timed(pull)
+    return t_step, t_record, t_pull
+
+
+def measured_peak(fn, device) -> int:
+    """The allocator's peak over fn(): torch.profiler memory events (CPU) or max_memory_allocated (CUDA)."""
+    if device.type == "cuda":
+        _sync(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        base = torch.cuda.memory_allocated(device)
+        fn()
+        _sync(device)
+        return torch.cuda.max_memory_allocated(device) - base
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    events = sorted((e.start_ns(), e.nbytes()) for e in prof.profiler.kineto_results.events() if e.name() == "[memory]")
+    live = peak = 0
+    for _, nb in events:
+        live += nb
+        peak = max(peak, live)
+    return peak
+
+
+def main(argv=None) -> int:
+    ap = _common.parser(__doc__)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads (CPU)")
+    args = ap.parse_args(argv)
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        print("bench_torch_loop: no CUDA device is available", file=sys.stderr)
+        return 2
+    torch.set_num_threads(args.threads)
+    if args.quick:
+        n, batch, width, rounds = 36, 8, 32, 2
+    else:
+        n, batch, width, rounds = 400, 128, 384, args.rounds
+    dtype = torch.float32
+    x0, p = make_problem(batch, width, device, dtype)
+    k = max(1, round(math.sqrt(n)))
+    t_step, t_record, t_pull = raw_step_times(x0, p, device)
+    S = x0.numel() * x0.element_size()
+
+    # the memory ckpt_sqrt's plan holds: its segment inputs plus one segment's tapes (a tape: the step's
+    # input, its matmul output, tanh's output, the step's output: about 4 states); revolve plans within it
+    tape_guess = 4 * S
+    budget = math.ceil(n / k) * S + k * tape_guess
+    stats_loop: list = []
+    stats_grad: list = []
+    settings = {
+        "plain": lambda: run_plain(x0, p, n),
+        "ckpt_sqrt": lambda: run_ckpt(x0, p, n, k),
+        "loop": lambda: run_loop(x0, p, n, budget, stats_loop),
+        "gradient": lambda: run_gradient(x0, p, n, budget, stats_grad),
+    }
+
+    def zero():
+        for v in p.values():
+            v.grad = None
+
+    peaks = {}
+    for name, fn in settings.items():
+        zero()
+        peaks[name] = measured_peak(fn, device)
+    # the gradients agree (bitwise for the executor's fronts against plain; checkpoint recomputes the same ops)
+    grads = {}
+    for name, fn in settings.items():
+        zero()
+        fn()
+        grads[name] = p["W"].grad.clone() if p["W"].grad is not None else None
+    grads["gradient"] = None  # the gradient front returns its gradients instead of filling .grad
+    for name in ("ckpt_sqrt", "loop"):
+        if not torch.equal(grads[name], grads["plain"]):
+            print(f"bench_torch_loop: {name}'s gradient differs from plain autograd's (max "
+                  f"{(grads[name] - grads['plain']).abs().max().item():.3g})", file=sys.stderr)
+
+    wall = {name: [] for name in settings}
+    cpu = {name: [] for name in settings}
+    stats_loop.clear()
+    stats_grad.clear()
+    rng = random.Random(0)
+    for _ in range(rounds):
+        order = list(settings)
+        rng.shuffle(order)
+        for name in order:
+            zero()
+            _sync(device)
+            t, c = time.perf_counter(), time.process_time()
+            settings[name]()
+            _sync(device)
+            wall[name].append(time.perf_counter() - t)
+            cpu[name].append(time.process_time() - c)
+
+    def med(xs):
+        return statistics.median(xs)
+
+    def spread(xs):
+        return (max(xs) - min(xs)) / med(xs) if len(xs) > 1 else 0.0
+
+    s = stats_loop[-1]
+    raw = {}
+    for name, runs in (("loop", stats_loop), ("gradient", stats_grad)):
+        st = runs[-1]
+        raw[name] = st.advances * t_step + st.records * t_record + n * t_pull
+    print(f"bench_torch_loop: device {device}, {n} steps of a ({batch}, {width}) float32 state, threads "
+          f"{args.threads}, {rounds} interleaved shuffled rounds")
+    print(f"  one step: {t_step * 1e3:.3f} ms without recording, {t_record * 1e3:.3f} ms recording, "
+          f"{t_pull * 1e3:.3f} ms pullback; state {S / 2**20:.2f} MiB")
+    print(f"  budget {budget / 2**20:.2f} MiB (ckpt_sqrt's: {math.ceil(n / k)} segment inputs + {k} tapes); "
+          f"revolve's plan: {s.schedule}, {s.forward_evaluations} evaluations "
+          f"(ckpt_sqrt: {2 * n}), plan peak {s.predicted.peak_memory / 2**20:.2f} MiB")
+    header = ["setting", "wall_s", "cpu_s", "spread", "peak_MiB", "wall/plain", "wall/ckpt_sqrt", "cpu/ckpt_sqrt",
+              "overhead_vs_raw", "stats_overhead"]
+    rows = []
+    for name in settings:
+        ov = med(wall[name]) / raw[name] if name in raw else float("nan")
+        so = (stats_loop if name == "loop" else stats_grad)[-1].overhead() if name in raw else float("nan")
+        rows.append([name, med(wall[name]), med(cpu[name]), spread(wall[name]), peaks[name] / 2**20,
+                     med(wall[name]) / med(wall["plain"]), med(wall[name]) / med(wall["ckpt_sqrt"]),
+                     med(cpu[name]) / med(cpu["ckpt_sqrt"]), ov, so])
+    print("  " + "  ".join(f"{h:>14}" for h in header))
+    for r in rows:
+        print("  " + "  ".join(f"{v:>14}" if isinstance(v, str) else f"{v:>14.3f}" for v in r))
+    out = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    _common.write_csv(out / "bench_torch_loop.csv", header, rows)
+    print(f"  wrote {out / 'bench_torch_loop.csv'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
