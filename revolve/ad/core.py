@@ -74,9 +74,21 @@ class Meta:
         return f"Meta(shape={self.shape}, dtype={self.dtype})"
 
 
+_metas: dict[tuple, Meta] = {}  # one shared Meta per (shape, dtype): a tape of 10^5 scalar ops keeps two, not 10^5
+_NO_PARAMS: dict = {}  # the parameters of every node recorded without any (never changed: rules only read them)
+
+
 def _slim(v):
     """A shape-only stand-in for an array (or tracer) the tape need not keep; scalars stay as they are."""
-    return Meta(v) if isinstance(v, (np.ndarray, Tracer)) else v
+    if not isinstance(v, (np.ndarray, Tracer)):
+        return v
+    key = (shape_of(v), v.dtype)
+    meta = _metas.get(key)
+    if meta is None:
+        if len(_metas) >= 4096:  # bounded: programs with ever-new shapes do not grow it without limit
+            _metas.clear()
+        meta = _metas[key] = Meta(v)
+    return meta
 
 
 def _freeze(v) -> None:
@@ -90,7 +102,7 @@ _SHARED = (type(None), bool, str, type, np.dtype, Primitive)
 
 def _kept_bytes(v, seen: set) -> int:
     """Bytes of ``v`` and what it holds, counting each object once (``seen``: ids already counted)."""
-    if isinstance(v, _SHARED) or v is Ellipsis or id(v) in seen:
+    if isinstance(v, _SHARED) or v is Ellipsis or v is _NO_PARAMS or id(v) in seen:
         return 0
     seen.add(id(v))
     if isinstance(v, np.ndarray):
@@ -106,8 +118,8 @@ def _kept_bytes(v, seen: set) -> int:
         return sys.getsizeof(v) + builtins_sum(_kept_bytes(c, seen) for c in v)
     if isinstance(v, dict):
         return sys.getsizeof(v) + builtins_sum(_kept_bytes(c, seen) for c in v.values())
-    if isinstance(v, Meta):
-        return sys.getsizeof(v) + _kept_bytes(v.shape, seen)
+    if isinstance(v, Meta):  # a shared one (``_slim``) lives in the cache whether or not this tape keeps it
+        return 0 if _metas.get((v.shape, v.dtype)) is v else sys.getsizeof(v) + _kept_bytes(v.shape, seen)
     if isinstance(v, slice):
         return sys.getsizeof(v) + _kept_bytes(v.start, seen) + _kept_bytes(v.stop, seen) + _kept_bytes(v.step, seen)
     if isinstance(v, JVPTracer):
@@ -455,15 +467,16 @@ class Tape:
         self.nodes.append(None)
         return RevTracer(value, self, len(self.nodes) - 1)
 
-    def retained_bytes(self, exclude: set[int] | frozenset = frozenset()) -> int:
+    def retained_bytes(self, exclude: set[int] | frozenset = frozenset(), also: tuple = ()) -> int:
         """Bytes the tape keeps alive for the backward pass: the distinct arrays it keeps (a view counts its
         base once) and every Python object of its own (nodes, their argument lists, parameters, shape-only
         stand-ins, scalars, residuals), so that steps of many scalar operations are sized honestly.
 
-        ``exclude`` holds ids of arrays not to count (e.g. parameters that live anyway).
+        ``exclude`` holds ids of arrays not to count (e.g. parameters that live anyway); ``also``, objects
+        kept beside the tape (a pullback's own fields), counted with it, each object once.
         """
         seen: set[int] = set(exclude)
-        total = sys.getsizeof(self.nodes)
+        total = sys.getsizeof(self) + sys.getsizeof(self.nodes) + builtins_sum(_kept_bytes(o, seen) for o in also)
         for node in self.nodes:
             if node is not None:
                 total += sys.getsizeof(node) + _kept_bytes(node.args, seen) + _kept_bytes(node.params, seen)
@@ -526,6 +539,7 @@ class RevTracer(Tracer):
                 parents.append((pos, a.index))
             else:
                 vals.append(a)
+        parents = tuple(parents)  # what the node keeps is as small as Python allows: tuples, shared Metas
         if prim.fwd is not None:  # a custom_vjp: its forward rule computes the output and the residuals to keep
             out, residuals = prim.fwd(vals, params)
             params = {**params, "_residuals": residuals}
@@ -534,7 +548,7 @@ class RevTracer(Tracer):
         # keep only what the VJP rule reads for the arguments traced here (rules.RETAIN), so that the tape
         # does not hold every intermediate array
         keep, keep_out = prim.kept(parents)
-        kept = vals if keep is None else [v if k in keep else _slim(v) for k, v in enumerate(vals)]
+        kept = tuple(vals) if keep is None else tuple([v if k in keep else _slim(v) for k, v in enumerate(vals)])
         # NOTE [ Arrays a tape keeps ] (transforms.py): what the tape keeps of this level's values is made
         # read-only, so nothing can change it before the pullback reads it
         traced = [False] * len(vals)
@@ -546,7 +560,7 @@ class RevTracer(Tracer):
                 tape.hold(v)
         if keep_out:
             _freeze(out)
-        tape.nodes.append(Node(prim, kept, params, parents, out if keep_out else _slim(out)))
+        tape.nodes.append(Node(prim, kept, params or _NO_PARAMS, parents, out if keep_out else _slim(out)))
         return RevTracer(out, tape, len(tape.nodes) - 1)
 
     def __repr__(self) -> str:

@@ -214,7 +214,9 @@ class VJPFunction:
         """Bytes of the arrays the tape keeps alive, not counting the arrays in ``exclude`` (a pytree)."""
         leaves, _ = tree_flatten(exclude)
         arrays = [x for x in leaves if isinstance(x, np.ndarray)]
-        return self._tape.retained_bytes({id(x) for x in arrays} | {id(x.base) for x in arrays if x.base is not None})
+        return self._tape.retained_bytes({id(x) for x in arrays} | {id(x.base) for x in arrays if x.base is not None},
+                                         also=(self, self._in_idx, self._in_tree, self._out_tracers, self._out_tree,
+                                               self._out_shapes, self._leaf_metas))
 
     def __call__(self, cotangent):
         cts, tree = tree_flatten(cotangent)
@@ -224,8 +226,8 @@ class VJPFunction:
         for ct, t, shape in zip(cts, self._out_tracers, self._out_shapes):
             if np.shape(value_of(ct)) != shape:
                 raise ValueError(f"revolve.ad.vjp: cotangent of shape {np.shape(value_of(ct))} for an output of shape {shape}")
-            if isinstance(t, RevTracer) and t.tape is self._tape:
-                seeds[t.index] = ct if t.index not in seeds else seeds[t.index] + ct
+            if t is not None:  # the output's tape index (None: an output not recorded on this tape)
+                seeds[t] = ct if t not in seeds else seeds[t] + ct
         grads = self._tape.backward(seeds, self._in_idx)
         leaves = []
         for g, (shape, dtype) in zip(grads, self._leaf_metas):
@@ -284,7 +286,9 @@ def _vjp(f: Callable, primals: tuple, policies: tuple, has_aux: bool = False) ->
     out_leaves, out_tree = tree_flatten(out)
     out_values = [_out(t.value) if isinstance(t, RevTracer) and t.tape is tape else _out(t) for t in out_leaves]
     shapes = [np.shape(value_of(v)) for v in out_values]
-    fn = VJPFunction(tape, in_idx, tree, out_leaves, out_tree, shapes, metas)
+    # the pullback keeps the outputs' tape indices, not the outputs (so that it does not keep them alive)
+    out_index = [t.index if isinstance(t, RevTracer) and t.tape is tape else None for t in out_leaves]
+    fn = VJPFunction(tape, in_idx, tree, out_index, out_tree, shapes, metas)
     if has_aux:
         return tree_unflatten(out_tree, out_values), fn, _strip_level(aux, tape)
     return tree_unflatten(out_tree, out_values), fn
