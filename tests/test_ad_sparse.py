@@ -209,6 +209,14 @@ def _ops():
         ("solve", lambda a, x, k: ad.linalg.solve(np.eye(flat(a).shape[0]) * 2.0 + 0.1, flat(a))),
         ("rfft", lambda a, x, k: ad.fft.irfft(ad.fft.rfft(flat(a)), n=flat(a).shape[0]) if flat(a).shape[0] > 1 else a),
         ("numpy", lambda a, x, k: np.sin(a) + np.roll(a, 1)),
+        ("transpose2", lambda a, x, k: ad.transpose(ad.reshape(flat(a), (1, -1)) + ad.reshape(x, (-1, 1))[:2])),
+        ("broadcast_to", lambda a, x, k: ad.broadcast_to(flat(a)[:1], (3,)) * flat(a)[-1]),
+        ("flip", lambda a, x, k: ad.flip(a) * a),
+        ("take_along", lambda a, x, k: ad.take_along_axis(flat(a), np.array([k % flat(a).shape[0], 0]), axis=0)),
+        ("std", lambda a, x, k: ad.std(flat(a)) * flat(a) if flat(a).shape[0] > 1 else a),
+        ("arctan2/hypot", lambda a, x, k: ad.arctan2(a, 2.0 + a * a) + ad.hypot(a, 1.0 + ad.roll(a, 1) ** 2)),
+        ("slogdet", lambda a, x, k: ad.linalg.slogdet(np.eye(2) + 0.1 * ad.reshape(ad.concatenate([flat(a)] * 4)[:4],
+                                                                                  (2, 2)))[1] * a),
     ]
 
 
