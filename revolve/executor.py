@@ -290,21 +290,26 @@ class _Run:
         self.adj = None
         self.x = x0
         self.reached = False
-        self.wall = 0.0
-        self._actions = iter(schedule)
-        self.bar = _Progress(progress, n)
-        for level in predicted.peak_snapshots_by_storage:
+        self.wall = measure.forward_time  # the measuring recording ran before the run: it is its first evaluation
+        self._actions = iter(schedule) if schedule is not None else iter(())
+        self.planner = None  # an online planner driven by a stop condition (forward_online)
+        self._progress = progress
+        self.bar = _Progress(progress, n) if n is not None else None
+        for level in (predicted.peak_snapshots_by_storage if predicted is not None else ("ram",)):
             self.backends[level] = make_backend(level, storage.get(level), engine)
 
     def close(self) -> None:
         """Free the snapshots and tapes, remove disk snapshot files, close the progress bar."""
         self._first = None
         self.x = None
-        self.bar.close()
+        if self.bar is not None:
+            self.bar.close()
         self._close()
 
     def forward(self):
         """Run the schedule until x_n is first reached; return x_n (the executor's working state)."""
+        if self.planner is not None:
+            return self._forward_online()
         self._drive(until_end=True)
         if not self.reached:
             raise RevolveInternalError("executor: the schedule finished without reaching x_n")
@@ -324,6 +329,33 @@ class _Run:
             predicted=self.predicted, schedule=repr(self.schedule), state_bytes=self.measure.state_bytes,
             tape_bytes=self.measure.tape_bytes,
         )
+
+    def _forward_online(self):
+        """Advance while ``stop(x_i, i)`` is false, the online planner deciding the snapshots before each step
+        (``revolve.OnlinePlanner``: forward(i) before step i; finish(n) once the stop is seen on x_n)."""
+        from .online import online
+
+        planner, stop, i = self.planner, self.stop, 0
+        while True:
+            if i > 0:  # stop(x_0, 0) was asked before the measuring recording (_start_online)
+                try:
+                    done = stop(self.x, i)
+                except Exception as e:
+                    _note(e, f"{self.where}: raised in stop(x_{i}, {i})")
+                    raise
+                if done:
+                    break
+            self._actions = iter(planner.forward(i))
+            self._drive(until_end=False)
+            i += 1
+        self.n = n = i
+        self.reached = True
+        self._actions = iter(planner.finish(n))
+        self.bar = _Progress(self._progress, n)
+        self.schedule = online(snapshots=planner.snapshots, algorithm=planner.algorithm).schedule(
+            n, last_step_known=False)  # the stop is seen on x_n, after step n-1 ran
+        self.predicted = simulate(self.schedule, self.measure.chain(n))
+        return self.x
 
     def _finite(self, x, i) -> None:
         if self.check and not self.engine.finite(x):
@@ -457,9 +489,12 @@ def _plan(where, engine, step, x_start, n, params, schedule, snapshots, memory):
 
 
 def _start(where, engine, step, x0, n_steps, params, schedule, snapshots, memory, storage, progress,
-           check_finite) -> _Run:
+           check_finite, stop=None) -> _Run:
     """Check the arguments, measure step 0, plan, validate the whole schedule, and open a run (no step of the
     schedule has run yet but the measuring recording)."""
+    if stop is not None or n_steps is None:
+        return _start_online(where, engine, step, x0, n_steps, params, schedule, snapshots, memory, storage,
+                             progress, check_finite, stop)
     n = check_int(where, "n_steps", n_steps, minimum=1)
     if not callable(step):
         raise TypeError(f"{where}: step must be a callable, got {type(step).__name__}")
@@ -476,11 +511,63 @@ def _start(where, engine, step, x0, n_steps, params, schedule, snapshots, memory
                 where=where)
 
 
+def _start_online(where, engine, step, x0, n_steps, params, schedule, snapshots, memory, storage, progress,
+                  check_finite, stop) -> _Run:
+    """A run whose number of steps is decided by ``stop(x_i, i)``, planned online (``revolve.online``)."""
+    from .online import online
+
+    if stop is None:
+        raise TypeError(f"{where}: give n_steps (the number of steps) or stop (a callable stop(x, i) -> bool)")
+    if n_steps is not None:
+        raise ValueError(f"{where}: give n_steps or stop, not both (stop decides the number of steps)")
+    if not callable(stop) or not callable(step):
+        raise TypeError(f"{where}: step and stop must be callables, got {type(step).__name__} and {type(stop).__name__}")
+    if schedule is not None:
+        raise ValueError(f"{where}: with stop= the schedule is planned online; give snapshots= or memory=, not schedule=")
+    if snapshots is not None and memory is not None:
+        raise ValueError(f"{where}: give at most one of snapshots and memory; got snapshots and memory")
+    if snapshots is None and memory is None:
+        raise ValueError(f"{where}: with stop= give snapshots= (slots for stored states, x_0 included) or memory=")
+    if snapshots is not None:
+        snapshots = check_int(where, "snapshots", snapshots, minimum=1)
+    if memory is not None:
+        if isinstance(memory, str):
+            from .units import parse_bytes
+
+            memory = parse_bytes(memory, where=where, name="memory")
+        memory = check_real(where, "memory", memory, positive=True)
+    storage = dict(storage or {})
+    if set(storage) - {"ram"}:
+        raise ValueError(f"{where}: with stop= snapshots stay in 'ram'; storage names {sorted(set(storage) - {'ram'})}")
+    x_start = engine.own(x0, where)
+    try:
+        done = stop(x_start, 0)
+    except Exception as e:
+        _note(e, f"{where}: raised in stop(x_0, 0)")
+        raise
+    if done:
+        raise ValueError(f"{where}: stop(x_0, 0) is true: there is no step to differentiate")
+    measure, y, pull, ambient = _measure_first_record(engine, step, x_start, params, where)
+    if memory is not None:
+        S, T = measure.state_bytes, measure.tape_bytes
+        snapshots = int((memory - T) // S) if S > 0 else 1
+        if snapshots < 1:
+            raise InfeasibleBudget(
+                f"{where}: memory={memory:.0f} bytes cannot hold one snapshot ({S} bytes) beside one tape "
+                f"({T} bytes); the smallest budget with which a schedule exists is {S + T} bytes",
+                budget=memory, minimum=S + T)
+    run = _Run(engine=engine, step=step, x0=x_start, n=None, params=params, schedule=None, predicted=None,
+               measure=measure, first=(y, pull, ambient), storage=storage, progress=progress,
+               check_finite=check_finite, where=where)
+    run.planner, run.stop = online(snapshots=snapshots), stop
+    return run
+
+
 def gradient(
     step: Callable,
     x0,
     *,
-    n_steps: int,
+    n_steps: int | None = None,
     loss: Callable,
     params=None,
     schedule: Schedule | None = None,
@@ -490,6 +577,7 @@ def gradient(
     progress: bool | None = None,
     check_finite: bool = False,
     engine=None,
+    stop: Callable | None = None,
 ) -> GradientResult:
     """The gradient of ``loss(x_n)`` where x_{i+1} = step(x_i, params, i), computed under a checkpointing schedule.
 
@@ -513,6 +601,11 @@ def gradient(
         check_finite: raise FloatingPointError naming the step that first produces NaN or inf.
         engine: the AD engine the step is written in (NOTE [ The engine protocol ] in revolve/engine.py);
             None for ``revolve.ad``. ``revolve.integrations.torch.gradient`` passes its torch engine.
+        stop: instead of n_steps, ``stop(x_i, i) -> bool`` asked on each state (x_0 first): the forward ends at
+            the first x_n for which it is true, and loss(x_n) is differentiated. The snapshots are then
+            decided as the steps arrive by the online planner (``revolve.online(snapshots=...)``; memory=
+            gives it as many slots as fit beside one tape), the snapshots stay in RAM, and
+            ``stats.predicted`` is the simulator's count for the stream it emitted.
 
     Returns:
         ``GradientResult(value, grad_x0, grad_params, stats)``; grad_params is None without params.
@@ -544,11 +637,11 @@ def gradient(
     engine = engine or _numpy_engine()
     return _run_gradient(where, engine, step, x0, n_steps=n_steps, loss=loss, params=params, schedule=schedule,
                          snapshots=snapshots, memory=memory, storage=storage, progress=progress,
-                         check_finite=check_finite)
+                         check_finite=check_finite, stop=stop)
 
 
 def _run_gradient(where, engine, step, x0, *, n_steps, loss, params, schedule, snapshots, memory, storage,
-                  progress, check_finite) -> GradientResult:
+                  progress, check_finite, stop=None) -> GradientResult:
     """``gradient`` for any engine: measure, plan, forward, loss, backward, and clean up on every path."""
     # NOTE [ The caller's x0 and in-place steps ]: the executor works on the engine's own copy of x0 (numpy:
     # a private copy; a step gets a writeable array of its own before each advance, snapshots and arrays a
@@ -558,8 +651,8 @@ def _run_gradient(where, engine, step, x0, *, n_steps, loss, params, schedule, s
     run = None
     try:
         run = _start(where, engine, step, x0, n_steps, params, schedule, snapshots, memory, storage, progress,
-                     check_finite)
-        guard_needed = bool(set(run.predicted.peak_snapshots_by_storage) - {"ram"})
+                     check_finite, stop)
+        guard_needed = run.predicted is not None and bool(set(run.predicted.peak_snapshots_by_storage) - {"ram"})
         if not guard_needed:
             guard.restore()
         x_end = run.forward()

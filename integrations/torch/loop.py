@@ -380,7 +380,7 @@ def gradient(
     step: Callable,
     x0,
     *,
-    n_steps: int,
+    n_steps: int | None = None,
     loss: Callable,
     params=None,
     schedule=None,
@@ -390,6 +390,7 @@ def gradient(
     progress: bool | None = None,
     check_finite: bool = False,
     preserve_rng_state: bool = True,
+    stop: Callable | None = None,
 ) -> GradientResult:
     """The gradient of ``loss(x_n)`` where x_{i+1} = step(x_i, params, i), torch steps under a checkpointing schedule.
 
@@ -407,6 +408,8 @@ def gradient(
             level may also be a ``HostStorage()``. "ram" keeps snapshots on the state's device.
         preserve_rng_state: re-enter each snapshot's RNG state on restore (stochastic steps recompute what
             they drew); the caller's stream after the call is the plain loop's.
+        stop: instead of n_steps, ``stop(x_i, i) -> bool``: the loop ends at the first x_n where it is true,
+            snapshots decided online (as ``revolve.gradient``'s stop; give snapshots= or memory=).
 
     Returns:
         ``GradientResult(value, grad_x0, grad_params, stats)``: grad_x0 in x0's structure, grad_params in
@@ -430,7 +433,7 @@ def gradient(
     engine = TorchEngine(preserve_rng_state=preserve_rng_state, only_requiring_grad=False)
     r = _run_gradient(where, engine, step, x0, n_steps=n_steps, loss=loss, params=params, schedule=schedule,
                       snapshots=snapshots, memory=memory, storage=storage, progress=progress,
-                      check_finite=check_finite)
+                      check_finite=check_finite, stop=stop)
     grad_params = engine._bind(params).structured(r.grad_params) if params is not None else None
     return GradientResult(value=r.value, grad_x0=r.grad_x0, grad_params=grad_params, stats=r.stats)
 
@@ -492,7 +495,7 @@ def checkpointed_loop(
     step: Callable,
     x0,
     *,
-    n_steps: int,
+    n_steps: int | None = None,
     params=None,
     schedule=None,
     snapshots: int | None = None,
@@ -502,6 +505,7 @@ def checkpointed_loop(
     check_finite: bool = False,
     preserve_rng_state: bool = True,
     stats: Callable | None = None,
+    stop: Callable | None = None,
 ):
     """x_n of x_{i+1} = step(x_i, params, i), as one autograd node whose backward runs the schedule's reverse.
 
@@ -514,6 +518,8 @@ def checkpointed_loop(
         preserve_rng_state: as ``gradient`` (params: a dict/tuple/list of tensors, differentiated where they
             require grad, or an ``nn.Module``).
         stats: called with the run's ``ExecutionStats`` once the backward has run.
+        stop: instead of n_steps, ``stop(x_i, i) -> bool`` (asked on detached states under no_grad): the loop
+            ends at the first x_n where it is true; snapshots decided online (give snapshots= or memory=).
 
     Returns:
         x_n in x0's structure (tensors on x0's devices).
@@ -544,8 +550,8 @@ def checkpointed_loop(
     box = {
         "start": dict(where=where, engine=engine, step=step, x0=x0, n_steps=n_steps, params=params,
                       schedule=schedule, snapshots=snapshots, memory=memory, storage=storage, progress=progress,
-                      check_finite=check_finite),
-        "disk": lambda run: bool(set(run.predicted.peak_snapshots_by_storage) - {"ram"}),
+                      check_finite=check_finite, stop=stop),
+        "disk": lambda run: run.predicted is not None and bool(set(run.predicted.peak_snapshots_by_storage) - {"ram"}),
         "where": where, "n_x": len(x_leaves), "n_p": len(p_tensors),
         "x_requires": [v.requires_grad for v in x_leaves], "on_stats": stats,
     }
