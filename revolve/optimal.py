@@ -46,7 +46,7 @@ from .schedule import Schedule
 __all__ = ["optimal", "frontier", "min_memory", "Frontier", "FrontierPoint"]
 
 DEFAULT_SLOTS = 500
-_MAX_WORK = 4e10  # element operations: about a minute of numpy on one core
+_MAX_WORK = 1e11  # element operations of the unit DP: a few minutes of numpy on one core (L = 1000 at 500 slots)
 _MAX_TABLE_BYTES = 6 * 2**30
 
 
@@ -67,8 +67,11 @@ def _check_chain(where: str, chain) -> Chain:
 
 
 def _check_size(where: str, n: int, slots: int, tables: int = 2) -> None:
-    work = n**3 / 6 * (slots + 1) * tables / 2
-    table = tables * (n + 1) ** 2 * (slots + 1) * 8 + (tables - 1) * (n + 1) ** 2 * (slots + 1) * 2
+    # the unit DP's bound: W (and H) rows of n(n+1)/2 sub-problems over slots + 1 values, each split over up to n
+    # points; the memory windows (``_windows``) make both smaller in practice (about 0.65x on random chains)
+    rows = (tables - 1) * n * (n + 1) / 2
+    work = rows * n / 3 * (slots + 1)
+    table = rows * (slots + 1) * 8
     if work > _MAX_WORK or table > _MAX_TABLE_BYTES:
         raise ValueError(
             f"{where}: a chain of {n} steps with slots={slots} needs about {work:.1e} operations and "
@@ -158,6 +161,16 @@ def _max_forward(i: int, k: int, s, fo, adj) -> np.ndarray:
     held; the input of each later step counts, unheld), beyond what the sub-problem holds."""
     later = np.maximum.accumulate(s[i + 1 : k - 1] + fo[i + 1 : k - 1])
     return np.maximum(int(fo[i]), np.concatenate(([0], later))) + int(adj[k])
+
+
+def _split_best(left: np.ndarray, right: np.ndarray, thr, buf: np.ndarray) -> np.ndarray:
+    """min over the rows j of left[j, m] + right[j, m] for every column m; ``thr[j]``: the first column split j
+    may use (working memory; None: all). One addition into ``buf`` and one minimum over j."""
+    nr, w = left.shape
+    cand = np.add(left, right, out=buf[:nr, :w])
+    if thr is not None:
+        cand[np.arange(w)[None, :] < thr[:, None]] = np.inf
+    return np.minimum.reduce(cand, axis=0)
 
 
 def _windows(n: int, M: int, s, c, every_top: bool) -> np.ndarray:
@@ -266,11 +279,9 @@ def _solve(F, B, s_units, t_units, hin, hout, slots: int, fo=None, bo=None, adj=
             if ln >= 2 and ma <= M:
                 # E(i, k, m) = min(D, min_j F_{i..j-1} + W(j, k, m - s_i) + E(i, j, m)) for m = ma..M
                 w = M + 1 - ma
-                cand = np.add(W[i][: ln - 1, ma - int(start[i]) :], col[i + 1 : k, ma - si : M + 1 - si],
-                              out=buf[: ln - 1, :w])
-                if working:  # advancing from x_i to x_j: x_i stored, adjoint of x_k held, one step at a time
-                    cand[cols[:w][None, :] < (si + maxfo - ma)[:, None]] = inf
-                best = np.minimum.reduce(cand, axis=0)
+                # advancing from x_i to x_j needs x_i stored, the adjoint of x_k held, one step at a time
+                best = _split_best(W[i][: ln - 1, ma - int(start[i]) :], col[i + 1 : k, ma - si : M + 1 - si],
+                                   (si + maxfo - ma) if working else None, buf)
                 best -= Fpre[i]
                 np.minimum(row[ma - lo :], best, out=row[ma - lo :])  # ties keep the record: fewer snapshots
             np.add(row, Fpre[i], out=col[i, lo:])
@@ -284,10 +295,8 @@ def _solve(F, B, s_units, t_units, hin, hout, slots: int, fo=None, bo=None, adj=
                 if working:
                     Hrow[: max(0, ch + max(int(adj_[k]) + int(ro_[i]), back) - lo)] = inf
                 if ln >= 2:
-                    cand = np.add(H[i][: ln - 1, lo - int(start[i]) :], col[i + 1 : k, lo:], out=buf[: ln - 1, :width])
-                    if working:
-                        cand[cols[:width][None, :] < (maxfo - lo)[:, None]] = inf
-                    best = np.minimum.reduce(cand, axis=0)
+                    best = _split_best(H[i][: ln - 1, lo - int(start[i]) :], col[i + 1 : k, lo:],
+                                       (maxfo - lo) if working else None, buf)
                     best -= Fpre[i]
                     np.minimum(Hrow, best, out=Hrow)
     top = np.full(M + 1, inf)
@@ -799,7 +808,7 @@ def optimal(chain: Chain, *, memory: float, slots: int = DEFAULT_SLOTS, lower_bo
     if exact is not None and exact[1] <= slots:  # no more units than asked for, and nothing rounded
         units = [exact]
     elif exact is not None and (exact[1] <= 16 * slots or n**3 / 6 * exact[1] <= 5e8) \
-            and (n + 1) ** 2 * exact[1] * 8 * _n_tables(chain) <= 2**30:  # affordable: seconds, under 1 GiB
+            and n * (n + 1) / 2 * (exact[1] + 1) * 8 * (_n_tables(chain) - 1) <= 2**30:  # affordable: seconds, under 1 GiB
         units.insert(0, exact)  # exact first: a coarser unit's first feasible plan may be slower
     units += [_aligned_unit(chain, memory, slots * refine) for refine in (4, 16)]
     for attempt, (unit, m) in enumerate(units):
@@ -808,6 +817,7 @@ def optimal(chain: Chain, *, memory: float, slots: int = DEFAULT_SLOTS, lower_bo
                 _check_size(where, n, m, _n_tables(chain))
             except ValueError:
                 break
+        tables = None  # the previous attempt's tables are freed before the next are filled
         tables = _plan_tables(chain, unit, m, up=True)
         predicted = float(tables.top[m])
         if math.isfinite(predicted):
@@ -824,6 +834,7 @@ def optimal(chain: Chain, *, memory: float, slots: int = DEFAULT_SLOTS, lower_bo
         params.update(predicted_time=None, method="min_memory")
         return Schedule.from_actions(actions, n_steps=n, kind="optimal", params=params)
     actions = _actions(tables, m)
+    del tables  # the plan is rebuilt: free its tables before the relaxed pass fills its own
     params.update(predicted_time=predicted, method="units")
     if lower_bound:
         relaxed = _plan_tables(chain, unit, m, up=False)
