@@ -238,3 +238,13 @@ def test_missing_peer_names_the_install(monkeypatch):
     monkeypatch.setattr(mod, "_CLASS", None)
     with pytest.raises(ImportError, match="pip install checkpoint-schedules"):
         mod.as_checkpoint_schedule(revolve.binomial(3, snapshots=1))
+
+
+@pytest.mark.parametrize("n", [10, 50, 200])
+def test_multilevel_is_valid_within_its_slots(n):
+    if not hasattr(revolve, "multilevel"):
+        pytest.skip("revolve.multilevel not available")
+    sched = revolve.multilevel(n, slots={"ram": 3, "disk": 5}, io_cost={"disk": (2.0, 2.0)})
+    v = replay(sched, {"RAM": 3, "DISK": 5})
+    steps = revolve.simulate(sched, Chain(forward_cost=1, backward_cost=0, state_bytes=0, tape_bytes=0, n_steps=n))
+    assert v.forward_steps == steps.advances + n
