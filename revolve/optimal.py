@@ -251,53 +251,62 @@ def _solve(F, B, s_units, t_units, hin, hout, slots: int, fo=None, bo=None, adj=
     col = np.full((n + 1, M + 1), inf)  # col[j, m] = W(j, k, m) + F_{0..j-1} for the current k
     buf = np.empty((max(n - 1, 1), M + 1))
     cols = np.arange(M + 1)
+    # plain Python numbers for the per-sub-problem bookkeeping (numpy scalars cost more to index and compare)
+    mlow_l, s_l, c_l, start_l = mlow.tolist(), s.tolist(), c_rec.tolist(), start.tolist()
+    FB_l, Fpre_l, hout_l = FB.tolist(), Fpre.tolist(), hout.tolist()
+    red = np.empty(M + 1)
     for k in range(1, n + 1):
         for i in range(k - 1, -1, -1):
             ln = k - i
-            lo = int(mlow[i, k])
-            width = M + 1 - lo
-            si = int(s[i])
-            c = int(c_rec[i])
-            # D(i, k, m) = F_i + B_i + rest(m - c) for m = lo..M: record step i (E discards x_i first)
+            lo = mlow_l[i][k]
+            si = s_l[i]
+            c = c_l[i]
+            st = start_l[i]
+            Wi = W[i]
+            # D(i, k, m) = F_i + B_i + rest(m - c) for m = lo..M: record step i (E discards x_i first), into the row
             if ln == 1:
                 rest, roff = zeros, 0
             else:
-                rest, roff = (H if hout[i] else W)[i + 1][ln - 2], int(start[i + 1])
-            D = np.full(width, inf)
+                rest, roff = (H if hout_l[i] else W)[i + 1][ln - 2], start_l[i + 1]
+            row = Wi[ln - 1, lo - st :]
             a = max(lo, c)
+            if a > lo:
+                row[: a - lo] = inf
             if a <= M:
-                np.add(FB[i], rest[a - c - roff : M + 1 - c - roff], out=D[a - lo :])
+                np.add(FB_l[i], rest[a - c - roff : M + 1 - c - roff], out=row[a - lo :])
             if working:
                 fo_, ro_, bo_, adj_ = work
                 back = int(adj_[i + 1]) + int(bo_[i])
                 floor = c + max(int(adj_[k]) + int(ro_[i]) + (0 if hin[i] else si), back)
-                D[: max(0, floor - lo)] = inf
+                row[: max(0, floor - lo)] = inf
                 maxfo = _max_forward(i, k, s, fo_, adj_) if ln >= 2 else None
-            row = W[i][ln - 1, lo - int(start[i]) :]
-            row[:] = D
             ma = max(lo, si)
             if ln >= 2 and ma <= M:
                 # E(i, k, m) = min(D, min_j F_{i..j-1} + W(j, k, m - s_i) + E(i, j, m)) for m = ma..M
                 w = M + 1 - ma
-                # advancing from x_i to x_j needs x_i stored, the adjoint of x_k held, one step at a time
-                best = _split_best(W[i][: ln - 1, ma - int(start[i]) :], col[i + 1 : k, ma - si : M + 1 - si],
-                                   (si + maxfo - ma) if working else None, buf)
-                best -= Fpre[i]
+                left = Wi[: ln - 1, ma - st :]
+                right = col[i + 1 : k, ma - si : M + 1 - si]
+                if working:  # advancing from x_i to x_j needs x_i stored, the adjoint of x_k held, step by step
+                    best = _split_best(left, right, si + maxfo - ma, buf)
+                else:  # _split_best inlined: one addition, one minimum over j
+                    best = np.minimum.reduce(np.add(left, right, out=buf[: ln - 1, :w]), axis=0, out=red[:w])
+                best -= Fpre_l[i]
                 np.minimum(row[ma - lo :], best, out=row[ma - lo :])  # ties keep the record: fewer snapshots
-            np.add(row, Fpre[i], out=col[i, lo:])
+            np.add(row, Fpre_l[i], out=col[i, lo:])
+            width = M + 1 - lo
             if H[i] is not None:
                 # H(i, k, m) = min(F_i + B_i + rest(m - t_i - c_out), F_{i..j-1} + W(j, k, m) + H(i, j, m))
                 ch = int(t[i]) + (int(s[i + 1]) if hout[i] else 0)
-                Hrow = H[i][ln - 1, lo - int(start[i]) :]
+                Hrow = H[i][ln - 1, lo - st :]
                 a = max(lo, ch)
                 if a <= M:
                     np.add(FB[i], rest[a - ch - roff : M + 1 - ch - roff], out=Hrow[a - lo :])
                 if working:
                     Hrow[: max(0, ch + max(int(adj_[k]) + int(ro_[i]), back) - lo)] = inf
                 if ln >= 2:
-                    best = _split_best(H[i][: ln - 1, lo - int(start[i]) :], col[i + 1 : k, lo:],
+                    best = _split_best(H[i][: ln - 1, lo - st :], col[i + 1 : k, lo:],
                                        (maxfo - lo) if working else None, buf)
-                    best -= Fpre[i]
+                    best -= Fpre_l[i]
                     np.minimum(Hrow, best, out=Hrow)
     top = np.full(M + 1, inf)
     if n:
