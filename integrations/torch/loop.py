@@ -42,6 +42,7 @@ from typing import Any, Callable, Mapping
 
 import torch
 from torch import nn
+from torch.autograd.graph import get_gradient_edge
 
 from revolve.ad import tree_flatten, tree_unflatten
 from revolve.errors import RevolveInternalError
@@ -114,7 +115,8 @@ class _Params:
 
 
 class _Pullback:
-    """One recorded step: its outputs (with their graph), the detached inputs and the tensors differentiated."""
+    """One recorded step: the gradient edges of its outputs (the graph, not the outputs' storage), the
+    detached inputs and the tensors differentiated."""
 
     __slots__ = ("outputs", "inputs", "n_x", "nbytes")
 
@@ -221,17 +223,21 @@ class TorchEngine:
                 raise ValueError(
                     f"{self._where}: step {i} uses {len(outside)} tensor(s) that require grad but are neither in x "
                     f"nor in params ({shapes}); their gradient would be lost: pass them in params")
+            # what the tape keeps: the storages autograd saved, and the inputs (the graph's leaf nodes hold
+            # them); not the output, which the tape reaches through its gradient edge only: once the working
+            # state moves on, it lives on only where a later tape saved it (and is counted there)
             owned = {t.untyped_storage().data_ptr() for t in p.leaves}
             sizes = dict(saved.sizes)
-            for t in xd + y_leaves:
+            for t in xd:
                 sizes[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
             self._tape_bytes = int(sum(v for k, v in sizes.items() if k not in owned))
-        pull = _Pullback(y_leaves, inputs, len(xd), self._tape_bytes)
+        edges = [get_gradient_edge(v) if v.requires_grad else None for v in y_leaves]
+        pull = _Pullback(edges, inputs, len(xd), self._tape_bytes)
         return tree_unflatten(y_tree, [v.detach() for v in y_leaves]), pull
 
     def apply(self, pull, adj):
         adj_leaves = tree_flatten(adj)[0]
-        pairs = [(y, g) for y, g in zip(pull.outputs, adj_leaves) if g is not None and y.requires_grad]
+        pairs = [(e, g) for e, g in zip(pull.outputs, adj_leaves) if g is not None and e is not None]
         inputs = pull.inputs
         pull.outputs = pull.inputs = None  # the graph is freed by the grad below
         if pairs:
@@ -532,7 +538,7 @@ def checkpointed_loop(
         >>> import torch
         >>> a = torch.tensor(0.5, dtype=torch.float64, requires_grad=True)
         >>> y = checkpointed_loop(lambda x, p, i: x + 0.01 * torch.tanh(x * p["a"]), torch.ones(4, dtype=torch.float64),
-        ...                       n_steps=1000, params={"a": a}, memory=20 * 32)
+        ...                       n_steps=1000, params={"a": a}, memory="200KiB")
         >>> (y ** 2).sum().backward()
         >>> a.grad.shape
         torch.Size([])
