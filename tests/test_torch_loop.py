@@ -417,7 +417,7 @@ def test_memory_peak_within_plan_plus_one_steps_working_memory():
     assert stats.predicted.peak_snapshots <= 11
     assert plan <= 12 * state
     assert peak <= plan + working + 2 * state, (peak, plan, working)  # + the adjoint and the working state
-    assert plain_would_need > 100 * peak
+    assert plain_would_need > 50 * peak
     print(f"\nmemory: {n} steps of {m} float64: allocator peak {peak / 2**20:.1f} MiB, plan "
           f"{plan / 2**20:.1f} MiB + one step's working memory {working / 2**20:.1f} MiB; plain autograd would "
           f"need {plain_would_need / 2**30:.2f} GiB of tapes; {stats.forward_evaluations} evaluations")
