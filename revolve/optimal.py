@@ -999,6 +999,8 @@ def frontier(chain: Chain, *, slots: int = DEFAULT_SLOTS, max_memory: float | No
 
         max_memory = simulate(store_all(n), chain).peak_memory
         max_memory = max(max_memory, _min_memory_choice(chain)[0])
+        if max_memory == 0:  # nothing has a size: any positive budget holds everything (one point, store-all)
+            max_memory = 1.0
     max_memory = check_real(where, "max_memory", max_memory, positive=True)
     unit = max_memory / slots
     tables = _plan_tables(chain, unit, slots, up=True, every_top=True)

@@ -196,7 +196,8 @@ def test_frontier_matches_single_budget_plans(chain):
     # the last point reaches store-all's time; each point is what optimal() returns at that memory
     assert math.isclose(front.points[-1].time, simulate(store_all(chain.n_steps), chain).time)
     for p in front.points:
-        assert math.isclose(simulate(exact_optimal(chain, p.memory), chain).time, p.time)
+        if p.memory > 0:  # a chain of zero sizes has its one point at 0, which optimal() refuses as a budget
+            assert math.isclose(simulate(exact_optimal(chain, p.memory), chain).time, p.time)
         sched = front.schedule(p.memory)
         assert simulate(sched, chain).peak_memory <= p.memory
 
@@ -408,3 +409,11 @@ def test_wide_exact_sizes_do_not_overflow(every):
     ref = simulate(periodic(24, every=every), chain)
     got = simulate(optimal(chain, memory=ref.peak_memory), chain)
     assert got.peak_memory <= ref.peak_memory and got.time <= ref.time
+
+
+def test_frontier_of_a_chain_that_stores_nothing():
+    """Every size zero (hypothesis found it): the frontier is the one store-all point at memory 0, not a refusal
+    of the store-all peak 0 as a budget."""
+    chain = Chain(forward_cost=[3], backward_cost=[2], state_bytes=[0, 0], tape_bytes=[0])
+    front = frontier(chain, slots=1)
+    assert [(p.memory, p.time) for p in front.points] == [(0.0, 5.0)]
