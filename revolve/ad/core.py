@@ -32,7 +32,7 @@ class Primitive:
     the arguments traced in a call, and a shape-only ``Meta`` for the rest (``rules.RETAIN``).
     """
 
-    __slots__ = ("name", "impl", "vjp", "jvp", "flops", "retain", "fwd")
+    __slots__ = ("name", "impl", "vjp", "jvp", "flops", "retain", "fwd", "_kept")
 
     def __init__(self, name: str, impl: Callable, flops: Callable | None = None):
         self.name = name
@@ -42,19 +42,27 @@ class Primitive:
         self.flops = flops
         self.retain: dict | None = None
         self.fwd: Callable | None = None  # custom_vjp: fwd(vals, params) -> (out, residuals) replaces impl when taped
+        self._kept: dict = {}  # kept()'s answers, by retain table and traced positions
 
     def kept(self, parents) -> tuple[frozenset | None, bool]:
         """What the tape keeps when the arguments at ``parents``' positions are traced: (positions, output)."""
         retain = self.retain
         if retain is None:
             return None, True
+        positions = tuple([pos for pos, _ in parents])
+        key = (id(retain), positions)  # the answer for this retain table (custom_vjp sets its own)
+        known = self._kept.get(key)
+        if known is not None:
+            return known
         args: frozenset = frozenset()
         out = False
-        for pos, _ in parents:
+        for pos in positions:
             entry = retain.get(pos) or retain.get("*")
             if entry is not None:
                 args = args | entry[0]
                 out = out or entry[1]
+        if len(self._kept) < 256:  # variadic primitives (concatenate, stack, einsum) see few distinct patterns
+            self._kept[key] = (args, out)
         return args, out
 
     def __repr__(self) -> str:
@@ -195,9 +203,8 @@ class Tracer:
 
     @property
     def T(self):
-        from . import ops
 
-        return ops.transpose(self)
+        return _ops.transpose(self)
 
     def __len__(self) -> int:
         return len(value_of(self))
@@ -250,67 +257,52 @@ class Tracer:
 
     # -- operators ------------------------------------------------------------------------------------
     def __add__(self, o):
-        from . import ops
-        return ops.add(self, o)
+        return _ops.add(self, o)
 
     def __radd__(self, o):
-        from . import ops
-        return ops.add(o, self)
+        return _ops.add(o, self)
 
     def __sub__(self, o):
-        from . import ops
-        return ops.subtract(self, o)
+        return _ops.subtract(self, o)
 
     def __rsub__(self, o):
-        from . import ops
-        return ops.subtract(o, self)
+        return _ops.subtract(o, self)
 
     def __mul__(self, o):
-        from . import ops
-        return ops.multiply(self, o)
+        return _ops.multiply(self, o)
 
     def __rmul__(self, o):
-        from . import ops
-        return ops.multiply(o, self)
+        return _ops.multiply(o, self)
 
     def __truediv__(self, o):
-        from . import ops
-        return ops.divide(self, o)
+        return _ops.divide(self, o)
 
     def __rtruediv__(self, o):
-        from . import ops
-        return ops.divide(o, self)
+        return _ops.divide(o, self)
 
     def __pow__(self, o):
-        from . import ops
-        return ops.power(self, o)
+        return _ops.power(self, o)
 
     def __rpow__(self, o):
-        from . import ops
-        return ops.power(o, self)
+        return _ops.power(o, self)
 
     def __matmul__(self, o):
-        from . import ops
-        return ops.matmul(self, o)
+        return _ops.matmul(self, o)
 
     def __rmatmul__(self, o):
-        from . import ops
-        return ops.matmul(o, self)
+        return _ops.matmul(o, self)
 
     def __neg__(self):
-        from . import ops
-        return ops.negative(self)
+        return _ops.negative(self)
 
     def __pos__(self):
         return self
 
     def __abs__(self):
-        from . import ops
-        return ops.abs(self)
+        return _ops.abs(self)
 
     def __getitem__(self, idx):
-        from . import ops
-        return ops.getitem(self, idx)
+        return _ops.getitem(self, idx)
 
     # comparisons are not differentiable: they act on the values and return boolean arrays
     def __lt__(self, o):
@@ -335,20 +327,16 @@ class Tracer:
 
     # -- numpy-like methods -----------------------------------------------------------------------
     def sum(self, axis=None, keepdims=False):
-        from . import ops
-        return ops.sum(self, axis=axis, keepdims=keepdims)
+        return _ops.sum(self, axis=axis, keepdims=keepdims)
 
     def mean(self, axis=None, keepdims=False):
-        from . import ops
-        return ops.mean(self, axis=axis, keepdims=keepdims)
+        return _ops.mean(self, axis=axis, keepdims=keepdims)
 
     def reshape(self, *shape):
-        from . import ops
-        return ops.reshape(self, shape[0] if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape)
+        return _ops.reshape(self, shape[0] if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape)
 
     def transpose(self, *axes):
-        from . import ops
-        return ops.transpose(self, axes if axes else None)
+        return _ops.transpose(self, axes if axes else None)
 
     # each method below runs numpy's function of the same name, which dispatches to the engine's
     # (numpy_dispatch.py), so a method takes exactly numpy's arguments and refuses the same unsupported ones
@@ -389,24 +377,20 @@ class Tracer:
         return np.dot(self, b, out=out)
 
     def astype(self, dtype, order="K", casting="unsafe", subok=True, copy=True):
-        from . import ops
-        return ops.astype(self, dtype)
+        return _ops.astype(self, dtype)
 
     def conj(self):
-        from . import ops
-        return ops.conj(self)
+        return _ops.conj(self)
 
     conjugate = conj
 
     @property
     def real(self):
-        from . import ops
-        return ops.real(self)
+        return _ops.real(self)
 
     @property
     def imag(self):
-        from . import ops
-        return ops.imag(self)
+        return _ops.imag(self)
 
     def __setitem__(self, idx, value):
         raise TypeError(
@@ -548,16 +532,20 @@ class RevTracer(Tracer):
         # keep only what the VJP rule reads for the arguments traced here (rules.RETAIN), so that the tape
         # does not hold every intermediate array
         keep, keep_out = prim.kept(parents)
-        kept = tuple(vals) if keep is None else tuple([v if k in keep else _slim(v) for k, v in enumerate(vals)])
+        if keep is None:
+            kept = tuple(vals)
+        else:
+            kept = tuple([v if k in keep or not isinstance(v, (np.ndarray, Tracer)) else _slim(v)
+                          for k, v in enumerate(vals)])
         # NOTE [ Arrays a tape keeps ] (transforms.py): what the tape keeps of this level's values is made
-        # read-only, so nothing can change it before the pullback reads it
-        traced = [False] * len(vals)
-        for pos, _ in parents:
-            traced[pos] = True
-            _freeze(kept[pos])
-        for v, t in zip(kept, traced):
-            if not t and isinstance(v, np.ndarray):
-                tape.hold(v)
+        # read-only, so nothing can change it before the pullback reads it; a constant array it keeps is held
+        # read-only while the tape lives
+        for k, v in enumerate(kept):
+            if isinstance(v, np.ndarray):
+                if any(pos == k for pos, _ in parents):
+                    _freeze(v)
+                else:
+                    tape.hold(v)
         if keep_out:
             _freeze(out)
         tape.nodes.append(Node(prim, kept, params or _NO_PARAMS, parents, out if keep_out else _slim(out)))
@@ -619,3 +607,6 @@ class CountTracer(Tracer):
         level = self.level
         vals = [a.value if isinstance(a, CountTracer) and a.level == level else a for a in args]
         return CountTracer(bind(prim, *vals, **params), level)
+
+
+from . import ops as _ops  # noqa: E402 - last: ops imports this module (the operators above use it)
