@@ -88,15 +88,18 @@ def run_gradient(x0, p, n, memory, out):
 
 
 def raw_step_times(x0, p, device, repeats=30):
-    """Median seconds of one step without recording, one recording, and one pullback (torch.autograd.grad)."""
+    """Median seconds of one step without recording, one recording, and one pullback (torch.autograd.grad):
+    process CPU time on the CPU (the machine may be shared), wall time on CUDA."""
+    clock = time.perf_counter if device.type == "cuda" else time.process_time
+
     def timed(fn):
         ts = []
         for _ in range(repeats):
             _sync(device)
-            t = time.perf_counter()
+            t = clock()
             fn()
             _sync(device)
-            ts.append(time.perf_counter() - t)
+            ts.append(clock() - t)
         return statistics.median(ts)
 
     with torch.no_grad():
@@ -168,8 +171,6 @@ def main(argv=None) -> int:
 
     # the memory ckpt_sqrt's plan holds: its segment inputs plus one segment's tapes (a tape: the step's
     # input, its matmul output, tanh's output, the step's output: about 4 states); revolve plans within it
-    tape_guess = 4 * S
-    budget = math.ceil(n / k) * S + k * tape_guess
     stats_loop: list = []
     stats_grad: list = []
     settings = {
@@ -184,9 +185,20 @@ def main(argv=None) -> int:
             v.grad = None
 
     peaks = {}
-    for name, fn in settings.items():
+    for name in ("plain", "ckpt_sqrt"):
         zero()
-        peaks[name] = measured_peak(fn, device)
+        peaks[name] = measured_peak(settings[name], device)
+    # revolve's budget: ckpt_sqrt's measured peak, lowered by what the run measured above it, until its own
+    # measured peak is at most ckpt_sqrt's (the plan counts snapshots and tapes, not the working state)
+    budget = peaks["ckpt_sqrt"]
+    for _ in range(5):
+        zero()
+        peaks["loop"] = measured_peak(settings["loop"], device)
+        if peaks["loop"] <= peaks["ckpt_sqrt"]:
+            break
+        budget -= peaks["loop"] - peaks["ckpt_sqrt"] + S
+    zero()
+    peaks["gradient"] = measured_peak(settings["gradient"], device)
     # the gradients agree (bitwise for the executor's fronts against plain; checkpoint recomputes the same ops)
     grads = {}
     for name, fn in settings.items():
@@ -222,6 +234,8 @@ def main(argv=None) -> int:
     def spread(xs):
         return (max(xs) - min(xs)) / med(xs) if len(xs) > 1 else 0.0
 
+    main_time = cpu if device.type == "cpu" else wall  # process CPU time on a (possibly shared) CPU
+
     s = stats_loop[-1]
     raw = {}
     for name, runs in (("loop", stats_loop), ("gradient", stats_grad)):
@@ -231,18 +245,18 @@ def main(argv=None) -> int:
           f"{args.threads}, {rounds} interleaved shuffled rounds")
     print(f"  one step: {t_step * 1e3:.3f} ms without recording, {t_record * 1e3:.3f} ms recording, "
           f"{t_pull * 1e3:.3f} ms pullback; state {S / 2**20:.2f} MiB")
-    print(f"  budget {budget / 2**20:.2f} MiB (ckpt_sqrt's: {math.ceil(n / k)} segment inputs + {k} tapes); "
+    print(f"  budget {budget / 2**20:.2f} MiB (measured peak at most ckpt_sqrt's, {math.ceil(n / k)} segments of {k}); "
           f"revolve's plan: {s.schedule}, {s.forward_evaluations} evaluations "
           f"(ckpt_sqrt: {2 * n}), plan peak {s.predicted.peak_memory / 2**20:.2f} MiB")
-    header = ["setting", "wall_s", "cpu_s", "spread", "peak_MiB", "wall/plain", "wall/ckpt_sqrt", "cpu/ckpt_sqrt",
+    header = ["setting", "wall_s", "cpu_s", "spread_cpu", "spread_wall", "peak_MiB", "time/plain", "time/ckpt_sqrt",
               "overhead_vs_raw", "stats_overhead"]
     rows = []
     for name in settings:
-        ov = med(wall[name]) / raw[name] if name in raw else float("nan")
+        ov = med(main_time[name]) / raw[name] if name in raw else float("nan")
         so = (stats_loop if name == "loop" else stats_grad)[-1].overhead() if name in raw else float("nan")
-        rows.append([name, med(wall[name]), med(cpu[name]), spread(wall[name]), peaks[name] / 2**20,
-                     med(wall[name]) / med(wall["plain"]), med(wall[name]) / med(wall["ckpt_sqrt"]),
-                     med(cpu[name]) / med(cpu["ckpt_sqrt"]), ov, so])
+        rows.append([name, med(wall[name]), med(cpu[name]), spread(cpu[name]), spread(wall[name]), peaks[name] / 2**20,
+                     med(main_time[name]) / med(main_time["plain"]), med(main_time[name]) / med(main_time["ckpt_sqrt"]),
+                     ov, so])
     print("  " + "  ".join(f"{h:>14}" for h in header))
     for r in rows:
         print("  " + "  ".join(f"{v:>14}" if isinstance(v, str) else f"{v:>14.3f}" for v in r))
