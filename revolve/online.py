@@ -154,55 +154,6 @@ class _StummWaltherII:
     """The extension to beta(s, 2) < n <= beta(s, 3): repetition number at most 3 (Stumm and Walther 2010,
     Algorithm II), near-optimal.
 
-    Our formulation of the second algorithm, after the rules of the authors' reference implementation
-    (revolve.cpp's ``Online_r3``): the targets F_k = F_{k-1} + beta(s - k + 1, 2) (F_0 = 0) are where Revolve
-    puts its checkpoints for n = beta(s, 3); a snapshot taken at a target is fixed. A snapshot is taken three
-    steps after the previous one (the last segment, reversed with one slot, stays within beta(1, 2) = 3) and
-    at each target. It replaces the latest unfixed checkpoint p_j whose two segments merged still fit the
-    r = 3 window of their slot count (L <= beta(s - j + 1, 2)). Every segment stays within beta(c, 2), so no
-    step is advanced more than 3 times in all. Right after each snapshot the last segment is one step long:
-    one advance above t(n, s) at that n is unavoidable (NOTE [ Online invariants ] 3).
-
-    One rule of ours: two steps before a target, if waiting would put a snapshot just before the target that
-    the target's snapshot could not replace within beta(2, 2), the snapshot is taken now. (Read literally, the
-    reference lets x_target replace x_{target-1} regardless: for s >= 10 a segment of beta(2, 2) + 1 steps
-    appears, a step is advanced 4 times.) Measured over the whole range: at most 1 advance above t(n, s) for
-    s <= 9 and at most 2 for s <= 50; totals equal to the reference's (pyrevolve 2.2.8) for every
-    n <= beta(s, 3), s = 4, 5, 8.
-    """
-
-    def __init__(self, s: int):
-        self.s = s
-        self.fixed = {0}
-        self.phase = 0
-        self.start = 0  # phase k >= 1 stores x_{start+1} .. x_{start+o}; x_{start+o+1} is skipped
-        self.last_decision = beta(s, 2) - 2  # P_{s-1}: the rule decides states 0 .. beta(s, 2) - 2
-
-    def decide(self, i: int, held: list[int]):
-        s = self.s
-        if self.phase == 0:
-            if i < s:
-                return True, None
-            # i == s: skipped; phase 1 starts after it
-            self.phase, self.start = 1, i
-            return False, None
-        o = s - self.phase
-        q = i - self.start - 1  # position within the phase: 0..o-1 store, o skips
-        if q < o:
-            unfixed = [p for p in held if p not in self.fixed]
-            if q == 0:
-                # the phase's first state replaces the latest unfixed checkpoint and is fixed
-                self.fixed.add(i)
-                return True, unfixed[-1]
-            return True, unfixed[0]
-        self.phase, self.start = self.phase + 1, i
-        return False, None
-
-
-class _StummWaltherII:
-    """The extension to beta(s, 2) < n <= beta(s, 3): repetition number at most 3 (Stumm and Walther 2010,
-    Algorithm II), near-optimal.
-
     Our formulation of the second algorithm (following the rules of the authors' reference implementation,
     revolve.cpp's ``Online_r3``): the targets F_k = F_{k-1} + beta(s - k + 1, 2) (F_0 = 0) are where Revolve
     puts its checkpoints for n = beta(s, 3); a snapshot taken at a target is fixed. A snapshot is taken three
