@@ -227,6 +227,19 @@ def _best_periodic(n: int, S: float, T: float, memory: float) -> int | None:
     return best_k
 
 
+def _check_slots(where: str, snapshots, memory):
+    """snapshots= as a positive integer and memory= as bytes (a size string or a positive number), either None."""
+    if snapshots is not None:
+        snapshots = check_int(where, "snapshots", snapshots, minimum=1)
+    if memory is not None:
+        if isinstance(memory, str):
+            from .units import parse_bytes
+
+            memory = parse_bytes(memory, where=where, name="memory")
+        memory = check_real(where, "memory", memory, positive=True)
+    return snapshots, memory
+
+
 def _note(e: BaseException, msg: str) -> None:
     if hasattr(e, "add_note"):
         e.add_note(msg)
@@ -464,14 +477,7 @@ def _plan(where, engine, step, x_start, n, params, schedule, snapshots, memory):
             raise TypeError(f"{where}: schedule must be a revolve.Schedule, got {type(schedule).__name__}")
         if schedule.n_steps != n:
             raise ValueError(f"{where}: the schedule is for {schedule.n_steps} steps but n_steps={n}")
-    if snapshots is not None:
-        snapshots = check_int(where, "snapshots", snapshots, minimum=1)
-    if memory is not None:
-        if isinstance(memory, str):
-            from .units import parse_bytes
-
-            memory = parse_bytes(memory, where=where, name="memory")
-        memory = check_real(where, "memory", memory, positive=True)
+    snapshots, memory = _check_slots(where, snapshots, memory)
     measure, y, pull, ambient = _measure_first_record(engine, step, x_start, params, where)
     if schedule is None:
         if snapshots is not None:
@@ -528,14 +534,7 @@ def _start_online(where, engine, step, x0, n_steps, params, schedule, snapshots,
         raise ValueError(f"{where}: give at most one of snapshots and memory; got snapshots and memory")
     if snapshots is None and memory is None:
         raise ValueError(f"{where}: with stop= give snapshots= (slots for stored states, x_0 included) or memory=")
-    if snapshots is not None:
-        snapshots = check_int(where, "snapshots", snapshots, minimum=1)
-    if memory is not None:
-        if isinstance(memory, str):
-            from .units import parse_bytes
-
-            memory = parse_bytes(memory, where=where, name="memory")
-        memory = check_real(where, "memory", memory, positive=True)
+    snapshots, memory = _check_slots(where, snapshots, memory)
     storage = dict(storage or {})
     if set(storage) - {"ram"}:
         raise ValueError(f"{where}: with stop= snapshots stay in 'ram'; storage names {sorted(set(storage) - {'ram'})}")
