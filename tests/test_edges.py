@@ -635,9 +635,10 @@ def test_shipped_chains_load_and_plan(name, tmp_path):
     assert (tmp_path / "frontier.png").exists()
 
 
-def test_readme_example_chain_is_the_readme_block():
+def test_readme_example_chain_is_the_readme_block(tmp_path, monkeypatch):
     import revolve
 
+    monkeypatch.chdir(tmp_path)  # the block writes chain.json
     namespace = {}
     exec(_blocks("README.md", "python")[1], namespace)
     shipped = revolve.Chain.from_json(os.path.join(_ROOT, "docs", "chains", "readme_example.json"))
