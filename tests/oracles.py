@@ -2,7 +2,19 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
+
+
+def closed_form(n, s):
+    """t(n, s) = r n - C(s + r, r - 1), r the least with C(s + r, s) >= n, written from the formula alone."""
+    if s >= n - 1:
+        return n - 1
+    r = 0
+    while math.comb(s + r, s) < n:
+        r += 1
+    return r * n - math.comb(s + r, r - 1)
 
 
 def brute_force_advances(n_max: int, s_max: int) -> np.ndarray:

@@ -7,7 +7,7 @@ from hypothesis import given, strategies as st
 import revolve
 from revolve import Record, Reverse, binomial, binomial_cost, min_snapshots, repetition_number, simulate
 
-from .oracles import brute_force_advances, brute_force_writes
+from .oracles import brute_force_advances, brute_force_writes, closed_form
 
 N_MAX, S_MAX = 200, 12
 
@@ -16,16 +16,6 @@ N_MAX, S_MAX = 200, 12
 def tables():
     T = brute_force_advances(N_MAX, S_MAX)
     return T, brute_force_writes(N_MAX, S_MAX, T)
-
-
-def closed_form(n, s):
-    """t(n, s) = r n - C(s + r, r - 1), r the least with C(s + r, s) >= n, written from the formula alone."""
-    if s >= n - 1:
-        return n - 1
-    r = 0
-    while math.comb(s + r, s) < n:
-        r += 1
-    return r * n - math.comb(s + r, r - 1)
 
 
 def test_every_small_n_s_is_optimal_and_writes_fewest(tables):

@@ -11,15 +11,7 @@ import revolve
 from revolve import Advance, Discard, Record, Restore, Reverse, Snapshot, beta, online, online_cost, simulate
 from revolve.online import OnlinePlanner
 
-
-def closed_form(n, s):
-    """t(n, s) = r n - C(s + r, r - 1), r the least with C(s + r, s) >= n, written from the formula alone."""
-    if s >= n - 1:
-        return n - 1
-    r = 0
-    while math.comb(s + r, s) < n:
-        r += 1
-    return r * n - math.comb(s + r, r - 1)
+from .oracles import closed_form
 
 
 def repetition(n, s):
