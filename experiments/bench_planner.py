@@ -186,17 +186,23 @@ def _peer_child(name, row, q):
     q.put(best)
 
 
-def _peer_row(name, row, timeout):
-    """A peer's counted stream for one table row in a child process; None past ``timeout`` seconds."""
+def _in_child(target, args, timeout, on_no_result):
+    """Run target(*args, queue) in a forked child; what it put on the queue, None past ``timeout`` seconds, or
+    on_no_result(exit code) when it ended without a result."""
     q = mp.get_context("fork").Queue()
-    p = mp.get_context("fork").Process(target=_peer_child, args=(name, row, q))
+    p = mp.get_context("fork").Process(target=target, args=(*args, q))
     p.start()
     p.join(timeout)
     if p.is_alive():
         p.terminate()
         p.join()
         return None
-    return q.get() if not q.empty() else {"error": f"exit code {p.exitcode}"}
+    return q.get() if not q.empty() else on_no_result(p.exitcode)
+
+
+def _peer_row(name, row, timeout):
+    """A peer's counted stream for one table row in a child process; None past ``timeout`` seconds."""
+    return _in_child(_peer_child, (name, row), timeout, lambda code: {"error": f"exit code {code}"})
 
 
 def multilevel_table(peer_timeout: float, log=print, exact_check: bool = True) -> list[dict]:
@@ -308,15 +314,7 @@ def _child(fn, n, s, q):
 
 def timed(fn, n, s, timeout):
     """Run fn(n, s) in a child process; None if it does not finish within ``timeout`` seconds."""
-    q = mp.get_context("fork").Queue()
-    p = mp.get_context("fork").Process(target=_child, args=(fn, n, s, q))
-    p.start()
-    p.join(timeout)
-    if p.is_alive():
-        p.terminate()
-        p.join()
-        return None
-    return q.get() if not q.empty() else None
+    return _in_child(_child, (fn, n, s), timeout, lambda code: None)
 
 
 def median_time(fn, n, s, repeats, timeout):
