@@ -97,6 +97,21 @@ def test_linear_recurrence_closed_form_adjoint(kind):
     np.testing.assert_allclose(bt.grad.numpy(), oracle["b"], rtol=1e-12, atol=1e-14)
 
 
+def test_parameter_gradient_sharing_the_adjoints_memory():
+    # x + b: autograd hands the same tensor to x's and b's gradients; the engine sums b's in place, so the
+    # first contribution must be copied (else the sum and the adjoint would be one tensor: 2^n instead of n)
+    n = 7
+    c = torch.linspace(-1.0, 1.0, 5, dtype=F64)
+    step = lambda x, p, i: x + p["b"]  # noqa: E731
+    for plan in (dict(snapshots=3), dict(schedule=revolve.store_all(n))):
+        r = gradient(step, torch.ones(5, dtype=F64), n_steps=n, loss=lambda x: (c * x).sum(),
+                     params={"b": torch.zeros(5, dtype=F64)}, **plan)
+        assert torch.equal(r.grad_params["b"], n * c) and torch.equal(r.grad_x0, c)
+        b = torch.zeros(5, dtype=F64, requires_grad=True)
+        (c * checkpointed_loop(step, torch.ones(5, dtype=F64), n_steps=n, params={"b": b}, **plan)).sum().backward()
+        assert torch.equal(b.grad, n * c)
+
+
 # ---- nonlinear and stochastic steps, bitwise against plain autograd over the unrolled loop ------------
 
 def _stochastic_step(x, p, i):
@@ -417,6 +432,9 @@ def test_memory_peak_within_plan_plus_one_steps_working_memory():
     assert stats.predicted.peak_snapshots <= 11
     assert plan <= 12 * state
     assert peak <= plan + working + 2 * state, (peak, plan, working)  # + the adjoint and the working state
+    # memory= bounds the allocator's peak itself: the plan got what one step's working memory left
+    assert peak <= 12 * state, (peak, plan)
+    assert plan + TorchEngine().measure_working(step, x0, {"a": a}, "test") <= 12 * state
     assert plain_would_need > 50 * peak
     print(f"\nmemory: {n} steps of {m} float64: allocator peak {peak / 2**20:.1f} MiB, plan "
           f"{plan / 2**20:.1f} MiB + one step's working memory {working / 2**20:.1f} MiB; plain autograd would "

@@ -23,10 +23,31 @@ protocol (NOTE [ The engine protocol ] in revolve/engine.py):
   disk (``revolve.multilevel`` with ``storage={"host": HostStorage(), "disk": "/scratch"}``);
 - ``checkpointed_loop`` re-enters the forward's autocast state for the recomputations of its backward.
 
+NOTE [ Working memory ]: ``memory=`` bounds the allocator's peak over the whole call (the CPU allocator's
+bytes as torch.profiler's memory events count them; ``torch.cuda.max_memory_allocated`` on CUDA), not only what
+a plan counts (stored states and live tapes). Before planning, ``TorchEngine.measure_working`` records step 0
+and applies its pullback once to an adjoint of ones, counting the storages created at every operation's
+boundary; one step's working memory beyond the plan is then the larger of
+  (a) a recomputing advance during the reverse sweep: the adjoint, the working state, the step's own peak;
+  (b) a reverse: its peak less the tape's saved storages (the plan counts those), which covers the adjoint,
+      the step's output that the executor still holds, the backward's temporaries and gradients;
+plus the parameters' gradient sum (NOTE [ Parameter gradients ]), less x_0 (a plan counts it as stored, but it
+is the caller's tensor). The executor plans within ``memory`` less that. This recording is the run's
+evaluation of step 0 (handed to the executor, the RNG streams rewound in between), so the step runs exactly
+as often as the schedule says. Not covered: what the loss computes beyond its adjoint, and temporaries a
+kernel allocates and frees inside one operation (convolution workspace: on CPU, where the profiler cannot be
+started inside a caller's profile, these are invisible at operation boundaries).
+
+NOTE [ Parameter gradients ]: ``apply`` adds each reverse's parameter gradients into the engine's own sum, in
+place (the first contribution becomes the sum unless it shares memory with an adjoint), and returns None for
+them, so the executor holds no second copy; the fronts take the sum (``params_grad``) at the end. The sum runs
+in the order of the reverses (n-1 first) and each addition is the one autograd's ``.grad`` accumulation does,
+so the result is plain autograd's, bitwise.
+
 Across processes: a step that exchanges halos or reduces across ranks with ``torch.distributed.nn``'s
 differentiable collectives runs the same way on every rank; give every rank the same ``schedule`` (a
-``memory=`` plan depends on the state and tape sizes alone, so ranks holding equal shards plan the same
-one); each rank keeps its own snapshots.
+``memory=`` plan depends on the sizes of the state, the tape and one step's working memory alone, so ranks
+holding equal shards plan the same one); each rank keeps its own snapshots.
 
 Parameters: a dict (or tuple/list) of tensors, whose gradients are returned in that structure, or an
 ``nn.Module``, passed to the step as it is, whose trainable parameters are differentiated (gradients as a
@@ -45,10 +66,12 @@ from torch import nn
 from torch.autograd.graph import get_gradient_edge
 
 from revolve.ad import tree_flatten, tree_unflatten
-from revolve.errors import RevolveInternalError
-from revolve.executor import GradientResult, _run_gradient, _start
+from revolve._check import check_int
+from revolve.errors import InfeasibleBudget, RevolveInternalError
+from revolve.executor import GradientResult, _check_slots, _note, _run_gradient, _start
 from revolve.storage import TerminationGuard
 
+from ._meters import PeakStorages
 from ._state import _autocast_state, _get_rng, _reenter_autocast
 
 __all__ = ["TorchEngine", "HostStorage", "gradient", "checkpointed_loop"]
@@ -68,6 +91,7 @@ class _Params:
     def __init__(self, params, where: str, only_requiring_grad: bool):
         self.params = params
         self.module = isinstance(params, nn.Module)
+        self._aliased = None
         if params is None:
             self.leaves, self.tree, self.names, self.diff = [], None, [], []
         elif self.module:
@@ -92,15 +116,18 @@ class _Params:
 
     def for_record(self):
         """``(argument for the step, tensors differentiated)``: detached aliases of a dict's tensors (so the
-        recorded graph ends at them), a module's own leaf parameters."""
+        recorded graph ends at them; made once, every recording's graph ends at the same leaves), a module's
+        own leaf parameters."""
         if self.params is None:
             return None, []
         if self.module:
             return self.params, list(self.leaves)
-        aliases = [v.detach() for v in self.leaves]
-        for k in self.diff:
-            aliases[k].requires_grad_(True)
-        return tree_unflatten(self.tree, aliases), [aliases[k] for k in self.diff]
+        if self._aliased is None:
+            aliases = [v.detach() for v in self.leaves]
+            for k in self.diff:
+                aliases[k].requires_grad_(True)
+            self._aliased = (tree_unflatten(self.tree, aliases), [aliases[k] for k in self.diff])
+        return self._aliased
 
     def structured(self, flat):
         """The flat gradients in the parameters' structure (None for tensors not differentiated)."""
@@ -166,6 +193,9 @@ class TorchEngine:
         self._device_leaf = None
         self._tree = None
         self._where = "revolve.integrations.torch"
+        self._sum = None  # the parameters' gradient, summed in place by apply (NOTE [ Parameter gradients ])
+        self._stash = None  # a measured recording of step 0, kept for the executor's (measure_working)
+        self._ambient_bytes = None
 
     # -- the state ---------------------------------------------------------------------------------------
     def own(self, x0, where: str):
@@ -198,6 +228,12 @@ class TorchEngine:
             return step(x, params, i)
 
     def record(self, step, x, params, i):
+        if self._stash is not None:
+            stash, self._stash = self._stash, None
+            if i == 0 and step is stash[0] and params is stash[1] and _same_storages(x, stash[2]):
+                # the recording measure_working made: this is the run's evaluation of step 0, not another one
+                _set_rng(self._device_leaf, stash[5])
+                return stash[3], stash[4]
         p = self._bind(params)
         leaves, tree = tree_flatten(x)
         xd = [v.detach().requires_grad_(True) for v in leaves]
@@ -245,13 +281,81 @@ class TorchEngine:
         else:
             grads = [None] * len(inputs)
         del pairs
-        grads = [torch.zeros_like(t) if g is None else g for t, g in zip(inputs, grads)]
         n_x = pull.n_x
-        adj_x = tree_unflatten(self._tree, grads[:n_x])
-        return adj_x, (tuple(grads[n_x:]) if self._params is not None and self._params.params is not None else None)
+        x_grads = [torch.zeros_like(t) if g is None else g for t, g in zip(inputs[:n_x], grads[:n_x])]
+        self._fold(inputs[n_x:], grads[n_x:], x_grads + [g for g in adj_leaves if g is not None])
+        return tree_unflatten(self._tree, x_grads), None
+
+    def _fold(self, inputs, grads, keep) -> None:
+        """Add one reverse's parameter gradients into the sum (NOTE [ Parameter gradients ])."""
+        if not inputs:
+            return
+        if self._sum is None:
+            # the first contribution becomes the sum unless it shares memory with an adjoint (y = x + b: the
+            # gradients of x and b can be one tensor) or another gradient: the sum is written in place later
+            taken = {t.untyped_storage().data_ptr() for t in keep}
+            out = []
+            for t, g in zip(inputs, grads):
+                if g is None:
+                    g = torch.zeros_like(t)
+                elif g.untyped_storage().data_ptr() in taken:
+                    g = g.clone()
+                taken.add(g.untyped_storage().data_ptr())
+                out.append(g)
+            self._sum = out
+            return
+        for acc, g in zip(self._sum, grads):
+            if g is not None:
+                acc.add_(g)
+
+    def params_grad(self):
+        """The parameters' gradient summed over the reverses run so far (a tuple in the order of the tensors
+        differentiated), or None without parameters; the sum is handed over and the engine forgets it."""
+        if self._params is None or self._params.params is None:
+            return None
+        out, self._sum = self._sum, None
+        if out is None:  # no reverse ran
+            out = [torch.zeros_like(t) for t in self._params.for_record()[1]]
+        return tuple(out)
 
     def tape_bytes(self, pull, params) -> int:
         return pull.nbytes
+
+    def measure_working(self, step, x0, params, where: str) -> int:
+        """One step's working memory beyond what a plan counts (NOTE [ Working memory ]), in bytes.
+
+        Records step 0 from x0 and applies its pullback once to an adjoint of ones (the graph retained),
+        counting the storages created at every operation's boundary (``PeakStorages``). The recording is kept
+        and handed to the executor as its measuring recording of step 0, with the RNG streams rewound in
+        between, so the step runs no extra time and draws what it would have drawn.
+        """
+        x = self.own(x0, where)
+        leaf = self._device_leaf
+        before = _get_rng(leaf)
+        meter = PeakStorages()
+        with meter:
+            y, pull = self.record(step, x, params, 0)
+            after = _get_rng(leaf)
+            rec_peak = meter.peak
+            meter.peak = meter.cur
+            outs = tree_flatten(y)[0]
+            pairs = [(e, torch.ones_like(v)) for e, v in zip(pull.outputs, outs) if e is not None]
+            if pairs:
+                torch.autograd.grad([e for e, _ in pairs], pull.inputs, [g for _, g in pairs], retain_graph=True,
+                                    allow_unused=True)
+            del pairs
+            pull_peak = meter.peak
+        _set_rng(leaf, before)
+        self._stash = (step, params, tree_flatten(x)[0], y, pull, after)
+        p = self._bind(params)
+        x_bytes = _storage_bytes(tree_flatten(x)[0])
+        saved_new = max(self._tape_bytes - x_bytes, 0)  # the tape's own storages: its saved ones
+        grad_sum = _storage_bytes(pull.inputs[pull.n_x:]) if p.params is not None else 0
+        state = self.state_bytes(x)
+        work = grad_sum + max(2 * state + rec_peak, pull_peak - saved_new)
+        # a plan counts x_0 as stored (a snapshot or tape 0's input), but its storage is the caller's: the run
+        # never allocates it ("ram" keeps the tensors themselves)
+        return int(max(work - x_bytes, 0))
 
     # -- snapshots ---------------------------------------------------------------------------------------
     def snapshot(self, x):
@@ -320,8 +424,34 @@ class TorchEngine:
             torch.cuda.set_rng_state(ambient[1], self._device_leaf.device)
 
     def ambient_bytes(self) -> int:
-        a = self.ambient()
-        return 0 if a is None else sum(_nbytes(s) for s in a if s is not None)
+        if self._ambient_bytes is None:  # a generator's state has one size: taken once, not at every snapshot
+            a = self.ambient()
+            self._ambient_bytes = 0 if a is None else sum(_nbytes(s) for s in a if s is not None)
+        return self._ambient_bytes
+
+
+def _storage_bytes(tensors) -> int:
+    """Bytes of the storages of ``tensors``, each storage once."""
+    seen = {}
+    for t in tensors:
+        st = t.untyped_storage()
+        seen[(t.device, st.data_ptr())] = st.nbytes()
+    return int(sum(seen.values()))
+
+
+def _same_storages(x, leaves) -> bool:
+    """Whether the state x holds the storages, shapes and strides of ``leaves`` (a state's tensors)."""
+    xs = tree_flatten(x)[0]
+    return len(xs) == len(leaves) and all(
+        a.untyped_storage().data_ptr() == b.untyped_storage().data_ptr() and a.shape == b.shape
+        and a.stride() == b.stride() and a.storage_offset() == b.storage_offset() and a.dtype == b.dtype
+        for a, b in zip(xs, leaves))
+
+
+def _set_rng(leaf, state) -> None:
+    torch.set_rng_state(state[0])
+    if state[1] is not None:
+        torch.cuda.set_rng_state(state[1], leaf.device)
 
 
 class _SavedMeter:
@@ -382,6 +512,42 @@ class HostStorage:
         self._data.clear()
 
 
+def _plan_memory(where, engine, step, x0, params, n_steps, stop, schedule, snapshots, memory):
+    """``(memory for the executor's plan, one step's working memory)``: the caller's budget less what
+    ``engine.measure_working`` measured (NOTE [ Working memory ]); ``(memory, 0)`` as given when there is
+    nothing to measure (no memory=, or arguments the executor refuses: it names them)."""
+    if memory is None or schedule is not None or snapshots is not None or (n_steps is None) == (stop is None):
+        return memory, 0
+    if n_steps is not None:
+        check_int(where, "n_steps", n_steps, minimum=1)
+    if not callable(step):
+        raise TypeError(f"{where}: step must be a callable, got {type(step).__name__}")
+    _, memory = _check_slots(where, None, memory)
+    try:
+        working = engine.measure_working(step, x0, params, where)
+    except Exception as e:
+        _note(e, f"{where}: raised in step 0 (recording it from x_0 to measure its working memory)")
+        raise
+    left = memory - working
+    if left <= 0:
+        state = engine.state_bytes(engine._stash[2]) + engine.ambient_bytes()
+        need = working + state + engine._tape_bytes
+        raise InfeasibleBudget(
+            f"{where}: memory={memory:.0f} bytes does not cover one step's working memory ({working} bytes, "
+            f"measured on step 0); the smallest budget with which a schedule exists is {need} bytes",
+            budget=memory, minimum=need)
+    return left, working
+
+
+def _with_working(where, memory, working, e: InfeasibleBudget) -> InfeasibleBudget:
+    """The executor's refusal of the budget left after the working memory, in the caller's terms."""
+    return InfeasibleBudget(
+        f"{where}: memory={memory:.0f} bytes less one step's working memory ({working} bytes, measured on step 0) "
+        f"leaves {memory - working:.0f} bytes for snapshots and tapes, which is too little ({e}); the smallest "
+        f"budget with which a schedule exists is {e.minimum + working:.0f} bytes",
+        budget=memory, minimum=e.minimum + working)
+
+
 def gradient(
     step: Callable,
     x0,
@@ -411,7 +577,9 @@ def gradient(
         params: a dict/tuple/list of tensors shared by all steps (gradients for every floating tensor), or an
             ``nn.Module`` passed to the step as it is (gradients of its trainable parameters, by name); None.
         schedule, snapshots, memory, storage, progress, check_finite: as ``revolve.gradient``; a storage
-            level may also be a ``HostStorage()``. "ram" keeps snapshots on the state's device.
+            level may also be a ``HostStorage()``. "ram" keeps snapshots on the state's device. ``memory``
+            bounds the allocator's peak over the call: the plan gets what one step's working memory,
+            measured on step 0, leaves (NOTE [ Working memory ]).
         preserve_rng_state: re-enter each snapshot's RNG state on restore (stochastic steps recompute what
             they drew); the caller's stream after the call is the plain loop's.
         stop: instead of n_steps, ``stop(x_i, i) -> bool``: the loop ends at the first x_n where it is true,
@@ -423,7 +591,8 @@ def gradient(
         ``stats.forward_evaluations`` times.
 
     Raises:
-        As ``revolve.gradient``; ValueError when the step uses tensors requiring grad outside x and params.
+        As ``revolve.gradient``; ValueError when the step uses tensors requiring grad outside x and params;
+        InfeasibleBudget when ``memory`` does not cover one step's working memory and the smallest plan.
 
     Example:
         >>> import torch
@@ -437,10 +606,16 @@ def gradient(
     if not callable(step) or not callable(loss):
         raise TypeError(f"{where}: step and loss must be callables, got {type(step).__name__} and {type(loss).__name__}")
     engine = TorchEngine(preserve_rng_state=preserve_rng_state, only_requiring_grad=False)
-    r = _run_gradient(where, engine, step, x0, n_steps=n_steps, loss=loss, params=params, schedule=schedule,
-                      snapshots=snapshots, memory=memory, storage=storage, progress=progress,
-                      check_finite=check_finite, stop=stop)
-    grad_params = engine._bind(params).structured(r.grad_params) if params is not None else None
+    memory, working = _plan_memory(where, engine, step, x0, params, n_steps, stop, schedule, snapshots, memory)
+    try:
+        r = _run_gradient(where, engine, step, x0, n_steps=n_steps, loss=loss, params=params, schedule=schedule,
+                          snapshots=snapshots, memory=memory, storage=storage, progress=progress,
+                          check_finite=check_finite, stop=stop)
+    except InfeasibleBudget as e:
+        if not working:
+            raise
+        raise _with_working(where, memory + working, working, e) from e
+    grad_params = engine._bind(params).structured(engine.params_grad()) if params is not None else None
     return GradientResult(value=r.value, grad_x0=r.grad_x0, grad_params=grad_params, stats=r.stats)
 
 
@@ -481,7 +656,8 @@ class _Loop(torch.autograd.Function):
         ambient = engine.ambient()  # backward never draws from the caller's stream
         try:
             with _reenter_autocast(box["autocast"]):
-                adj_x0, grad_params = run.backward(adj)
+                adj_x0, _ = run.backward(adj)
+            grad_params = engine.params_grad()
             stats = run.stats()
         finally:
             engine.reenter(ambient)
@@ -553,6 +729,7 @@ def checkpointed_loop(
             raise TypeError(f"{where}: x0 must be a tensor or a tuple/list/dict of tensors, got a {type(v).__name__}")
     p = engine._bind(params)
     p_tensors = [p.leaves[k] for k in p.diff] if not p.module else list(p.leaves)
+    memory, working = _plan_memory(where, engine, step, x0, params, n_steps, stop, schedule, snapshots, memory)
     box = {
         "start": dict(where=where, engine=engine, step=step, x0=x0, n_steps=n_steps, params=params,
                       schedule=schedule, snapshots=snapshots, memory=memory, storage=storage, progress=progress,
@@ -561,5 +738,10 @@ def checkpointed_loop(
         "where": where, "n_x": len(x_leaves), "n_p": len(p_tensors),
         "x_requires": [v.requires_grad for v in x_leaves], "on_stats": stats,
     }
-    outs = _Loop.apply(box, *x_leaves, *p_tensors)
+    try:
+        outs = _Loop.apply(box, *x_leaves, *p_tensors)
+    except InfeasibleBudget as e:
+        if not working:
+            raise
+        raise _with_working(where, memory + working, working, e) from e
     return tree_unflatten(box["out_tree"], list(outs))
