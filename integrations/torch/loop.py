@@ -30,9 +30,19 @@ and applies its pullback once to an adjoint of ones, counting the storages creat
 boundary; one step's working memory beyond the plan is then the larger of
   (a) a recomputing advance during the reverse sweep: the adjoint, the working state, the step's own peak;
   (b) a reverse: its peak less the tape's saved storages (the plan counts those), which covers the adjoint,
-      the step's output that the executor still holds, the backward's temporaries and gradients;
-plus the parameters' gradient sum (NOTE [ Parameter gradients ]), less x_0 (a plan counts it as stored, but it
-is the caller's tensor). The executor plans within ``memory`` less that. This recording is the run's
+      the step's output that the executor still holds, the backward's temporaries and gradients, plus the
+      state the last advance produced (the executor holds it until its next advance);
+plus the parameters' gradient sum (NOTE [ Parameter gradients ]) and the RNG state the fronts keep to give the
+caller's stream back after the backward, less x_0 (a plan counts it as stored, but it is the caller's tensor);
+``checkpointed_loop`` adds one state, the gradient autograd hands its backward and holds until it returns.
+The executor plans within ``memory`` less that. This recording is the run's evaluation of step 0 (handed to
+the executor, the RNG streams rewound in between), so the step runs exactly as often as the schedule says.
+Not covered: what the loss computes beyond its adjoint, and temporaries a kernel allocates and frees inside
+one operation (convolution workspace: on CPU, where the profiler cannot be started inside a caller's
+profile, these are invisible at operation boundaries).
+
+NOTE [ Parameter gradients ]) and the RNG state the fronts keep to give the
+caller's stream back after the backward, less x_0 (a plan counts it as stored, but it is the caller's tensor). The executor plans within ``memory`` less that. This recording is the run's
 evaluation of step 0 (handed to the executor, the RNG streams rewound in between), so the step runs exactly
 as often as the schedule says. Not covered: what the loss computes beyond its adjoint, and temporaries a
 kernel allocates and frees inside one operation (convolution workspace: on CPU, where the profiler cannot be
@@ -352,7 +362,9 @@ class TorchEngine:
         saved_new = max(self._tape_bytes - x_bytes, 0)  # the tape's own storages: its saved ones
         grad_sum = _storage_bytes(pull.inputs[pull.n_x:]) if p.params is not None else 0
         state = self.state_bytes(x)
-        work = grad_sum + max(2 * state + rec_peak, pull_peak - saved_new)
+        # (a) a recomputing advance: the adjoint, its input, the step's peak; (b) a reverse: its peak less the
+        # tape's saved storages, and the state of the last advance (the executor holds it until the next one)
+        work = grad_sum + self.ambient_bytes() + max(2 * state + rec_peak, pull_peak - saved_new + state)
         # a plan counts x_0 as stored (a snapshot or tape 0's input), but its storage is the caller's: the run
         # never allocates it ("ram" keeps the tensors themselves)
         return int(max(work - x_bytes, 0))
@@ -512,10 +524,10 @@ class HostStorage:
         self._data.clear()
 
 
-def _plan_memory(where, engine, step, x0, params, n_steps, stop, schedule, snapshots, memory):
+def _plan_memory(where, engine, step, x0, params, n_steps, stop, schedule, snapshots, memory, *, held=0):
     """``(memory for the executor's plan, one step's working memory)``: the caller's budget less what
-    ``engine.measure_working`` measured (NOTE [ Working memory ]); ``(memory, 0)`` as given when there is
-    nothing to measure (no memory=, or arguments the executor refuses: it names them)."""
+    ``engine.measure_working`` measured (NOTE [ Working memory ]) and ``held`` states more; ``(memory, 0)`` as
+    given when there is nothing to measure (no memory=, or arguments the executor refuses: it names them)."""
     if memory is None or schedule is not None or snapshots is not None or (n_steps is None) == (stop is None):
         return memory, 0
     if n_steps is not None:
@@ -528,6 +540,7 @@ def _plan_memory(where, engine, step, x0, params, n_steps, stop, schedule, snaps
     except Exception as e:
         _note(e, f"{where}: raised in step 0 (recording it from x_0 to measure its working memory)")
         raise
+    working += held * engine.state_bytes(engine._stash[2])
     left = memory - working
     if left <= 0:
         state = engine.state_bytes(engine._stash[2]) + engine.ambient_bytes()
@@ -729,7 +742,9 @@ def checkpointed_loop(
             raise TypeError(f"{where}: x0 must be a tensor or a tuple/list/dict of tensors, got a {type(v).__name__}")
     p = engine._bind(params)
     p_tensors = [p.leaves[k] for k in p.diff] if not p.module else list(p.leaves)
-    memory, working = _plan_memory(where, engine, step, x0, params, n_steps, stop, schedule, snapshots, memory)
+    # autograd keeps the gradient it hands the loop's backward until that backward returns: one state more
+    memory, working = _plan_memory(where, engine, step, x0, params, n_steps, stop, schedule, snapshots, memory,
+                                   held=1)
     box = {
         "start": dict(where=where, engine=engine, step=step, x0=x0, n_steps=n_steps, params=params,
                       schedule=schedule, snapshots=snapshots, memory=memory, storage=storage, progress=progress,
