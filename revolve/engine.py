@@ -135,7 +135,7 @@ class NumpyEngine:
         leaves, tree = tree_flatten(x)
         copy = [np.array(v, copy=True) for v in leaves]
         for v in copy:  # read-only: the engine copies a restored state before a step may change it in place
-            v.flags.writeable = False
+            v.setflags(write=False)
         return tree_unflatten(tree, copy)
 
     def restore(self, s):

@@ -10,6 +10,7 @@ RAM and checksummed disk snapshots, cleanup on any failure, stats and progress l
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import time
@@ -109,6 +110,60 @@ class StepMeasurement:
         """The uniform chain these measurements describe."""
         return Chain(forward_cost=self.forward_time, backward_cost=self.backward_time, state_bytes=self.state_bytes,
                      tape_bytes=self.tape_bytes, n_steps=n_steps)
+
+
+def _predicted(schedule: Schedule, measure: StepMeasurement, n: int) -> SimulationStats:
+    """``simulate(schedule, measure.chain(n))`` in memory O(stored states + live tapes), not O(n).
+
+    The simulator keeps per-step exact sizes for chains of up to 10^5 steps (about 0.5 KB a step in Python
+    numbers: 150 KB at 300 steps), which would put the validation replay far above a plan of a few snapshots
+    and one tape. The measured chain is uniform, with no working memory and no state shared with a tape, so
+    its memory at any moment is (stored states) * S + (live tapes) * T: this counts them on the actions as
+    ``simulate`` (without a chain, O(stored + live) memory) validates them, and returns its stats with the
+    chain's fields filled in as the simulator's uniform path computes them (exact sizes over one power-of-two
+    denominator; times as counts times the costs).
+    """
+    (sp, sq), (tp, tq) = float(measure.state_bytes).as_integer_ratio(), float(measure.tape_bytes).as_integer_ratio()
+    den = max(sq, tq)  # both powers of two
+    S, T = sp * (den // sq), tp * (den // tq)
+    f, b = measure.forward_time, measure.backward_time
+    acc = [0, 0, 0, 0.0]  # held bytes (times den), their peak, live tapes' bytes peak, time
+
+    def counted(actions):
+        held = peak = tape = tape_peak = 0
+        time_ = 0.0
+        try:
+            for act in actions:
+                cls = act.__class__
+                if cls is Advance:
+                    time_ += act.stop * f - act.start * f
+                elif cls is Record:
+                    time_ += (act.step + 1) * f - act.step * f
+                    held += T
+                    tape += T
+                    if held > peak:
+                        peak = held
+                    if tape > tape_peak:
+                        tape_peak = tape
+                elif cls is Reverse:
+                    time_ += b
+                    held -= T
+                    tape -= T
+                elif cls is Snapshot:
+                    held += S
+                    if held > peak:
+                        peak = held
+                elif cls is Discard:
+                    held -= S
+                yield act
+        finally:
+            acc[:] = [held, peak, tape_peak, time_]
+
+    stats = simulate(counted(schedule), n_steps=n)
+    _, peak, tape_peak, time_ = acc
+    by_level = {level: c * S / den for level, c in stats.peak_snapshots_by_storage.items()}
+    by_level["tape"] = tape_peak / den
+    return dataclasses.replace(stats, time=time_, peak_memory=peak / den, peak_bytes_by_storage=by_level)
 
 
 def _numpy_engine():
@@ -293,9 +348,7 @@ class _Run:
         self.backends: dict[str, Any] = {}
         self.tapes: dict[int, tuple[Any, int]] = {}
         self._close = weakref.finalize(self, _close_backends, self.backends, self.tapes)
-        self.snap_level: dict[int, str] = {}
-        self.snap_bytes: dict[int, int] = {}
-        self.snap_ambient: dict[int, Any] = {}
+        self.snaps: dict[int, tuple[str, int, Any]] = {}  # stored state -> (level, bytes held, ambient state)
         self.t_adv = self.t_rec = self.t_rev = self.t_loss = 0.0
         self.advances = self.records = 0
         self.held = self.peak = 0
@@ -367,7 +420,7 @@ class _Run:
         self.bar = _Progress(self._progress, n)
         self.schedule = online(snapshots=planner.snapshots, algorithm=planner.algorithm).schedule(
             n, last_step_known=False)  # the stop is seen on x_n, after step n-1 ran
-        self.predicted = simulate(self.schedule, self.measure.chain(n))
+        self.predicted = _predicted(self.schedule, self.measure, n)
         return self.x
 
     def _finite(self, x, i) -> None:
@@ -449,18 +502,21 @@ class _Run:
                     case Snapshot(index=k, storage=level):
                         # a Snapshot(0) before the measuring recording is used keeps the ambient state from
                         # before that recording (NOTE [ Step calls ])
-                        self.snap_ambient[k] = self._first[2] if self._first is not None else engine.ambient()
+                        ambient = self._first[2] if self._first is not None else engine.ambient()
                         size = self.backends[level].put(k, self.x) + engine.ambient_bytes()
-                        self.snap_level[k], self.snap_bytes[k] = level, size
+                        self.snaps[k] = (level, size, ambient)
+                        del ambient
                         self.held += size
                         self.peak = max(self.peak, self.held)
                     case Restore(index=k):
-                        self.x = self.backends[self.snap_level[k]].get(k)
-                        engine.reenter(self.snap_ambient[k])
+                        level, _, ambient = self.snaps[k]
+                        self.x = self.backends[level].get(k)
+                        engine.reenter(ambient)
+                        del ambient
                     case Discard(index=k):
-                        self.backends[self.snap_level.pop(k)].delete(k)
-                        self.snap_ambient.pop(k)
-                        self.held -= self.snap_bytes.pop(k)
+                        level, size, _ = self.snaps.pop(k)
+                        self.backends[level].delete(k)
+                        self.held -= size
                     case _:
                         raise RevolveInternalError(f"executor: unknown action {action!r}")
         finally:
@@ -506,7 +562,7 @@ def _start(where, engine, step, x0, n_steps, params, schedule, snapshots, memory
         raise TypeError(f"{where}: step must be a callable, got {type(step).__name__}")
     x_start = engine.own(x0, where)
     schedule, measure, first = _plan(where, engine, step, x_start, n, params, schedule, snapshots, memory)
-    predicted = simulate(schedule, measure.chain(n))  # validates the whole schedule before any more work
+    predicted = _predicted(schedule, measure, n)  # validates the whole schedule before any more work
     storage = dict(storage or {})
     unknown = set(storage) - set(predicted.peak_snapshots_by_storage) - {"ram"}
     if unknown:

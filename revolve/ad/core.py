@@ -13,11 +13,18 @@ from __future__ import annotations
 
 import itertools
 import sys
+from array import array
 from typing import Any, Callable
 
 import numpy as np
 
 __all__ = ["Primitive", "Tracer", "RevTracer", "JVPTracer", "Tape", "bind", "value_of", "shape_of"]
+
+# NOTE [ Tuples from lists ]: the engine builds tuples from lists (``tuple([... for ...])``), never from
+# generators. ``tuple`` of a generator allocates a guessed size and then resizes it, and the resized tuple goes,
+# when freed, to the free list of its final size without having come from it: run over every op of every step,
+# that fills CPython's free lists (2000 tuples of each size) with memory no one holds (96 KB of 1-tuples alone
+# on the Lorenz example, which tracemalloc counts as allocated).
 
 _levels = itertools.count(1)
 _held: dict[int, list] = {}  # id -> [array, number of live tapes holding it read-only] (Tape.hold)
@@ -100,41 +107,94 @@ def _slim(v):
 
 
 def _freeze(v) -> None:
-    """Make an array the tape keeps read-only (values of other levels and scalars are left alone)."""
+    """Make an array the tape keeps read-only (values of other levels and scalars are left alone).
+
+    ``setflags(write=False)``, here and wherever the engine makes an array read-only: assigning
+    ``flags.writeable`` leaves memory behind inside numpy (about 10 KB over a few thousand recorded steps).
+    """
     if isinstance(v, np.ndarray) and v.flags.writeable:
-        v.flags.writeable = False
+        v.setflags(write=False)
 
 
 _SHARED = (type(None), bool, str, type, np.dtype, Primitive)
 
 
-def _kept_bytes(v, seen: set) -> int:
-    """Bytes of ``v`` and what it holds, counting each object once (``seen``: ids already counted)."""
-    if isinstance(v, _SHARED) or v is Ellipsis or v is _NO_PARAMS or id(v) in seen:
-        return 0
-    seen.add(id(v))
-    if isinstance(v, np.ndarray):
-        size = sys.getsizeof(v)  # includes the data when v owns it
-        base = v.base
-        if base is not None:
-            if isinstance(base, np.ndarray):
-                size += _kept_bytes(base, seen) if id(base) not in seen else 0
-            else:
-                size += v.nbytes
-        return size
-    if isinstance(v, (tuple, list)):
-        return sys.getsizeof(v) + builtins_sum(_kept_bytes(c, seen) for c in v)
-    if isinstance(v, dict):
-        return sys.getsizeof(v) + builtins_sum(_kept_bytes(c, seen) for c in v.values())
-    if isinstance(v, Meta):  # a shared one (``_slim``) lives in the cache whether or not this tape keeps it
-        return 0 if _metas.get((v.shape, v.dtype)) is v else sys.getsizeof(v) + _kept_bytes(v.shape, seen)
-    if isinstance(v, slice):
-        return sys.getsizeof(v) + _kept_bytes(v.start, seen) + _kept_bytes(v.stop, seen) + _kept_bytes(v.step, seen)
-    if isinstance(v, JVPTracer):
-        return sys.getsizeof(v) + _kept_bytes(v.primal, seen) + _kept_bytes(v.tangent, seen)
-    if isinstance(v, Tracer):  # a tracer of a lower level: what it holds of its own (its tape is its level's)
-        return sys.getsizeof(v) + _kept_bytes(v._primal(), seen)
-    return sys.getsizeof(v)
+class _Sizes:
+    """The objects a tape keeps, each counted once (``Tape.retained_bytes``), in little memory.
+
+    An object of fewer than 2^20 bytes is one row of one ``array('q')``: its id over 16 (CPython objects are
+    16-byte aligned) shifted above its size; the rows are sorted in place and summed once per distinct value.
+    That is 8 bytes an object: a set of the ids seen would hold a Python int and a hash slot per object,
+    about 60 bytes, twice a small tape's own objects, for every recorded step the executor sizes. Larger
+    or unaligned objects (few: arrays with their data) go to a dict.
+    """
+
+    __slots__ = ("rows", "large", "exclude")
+
+    def __init__(self, exclude):
+        self.rows = array("q")
+        self.large: dict[int, int] = {}
+        self.exclude = exclude  # ids of objects not to count (nor what they hold)
+
+    def add(self, v) -> None:
+        """Count ``v`` and what it holds (a row per reference; ``total`` counts each object once)."""
+        if isinstance(v, _SHARED) or v is Ellipsis or v is _NO_PARAMS or id(v) in self.exclude:
+            return
+        if type(v) is int and -5 <= v <= 256:  # CPython's cached small ints live anyway
+            return
+        if isinstance(v, np.ndarray):
+            size = sys.getsizeof(v)  # includes the data when v owns it
+            base = v.base
+            if base is not None:
+                if isinstance(base, np.ndarray):
+                    self.add(base)
+                else:
+                    size += v.nbytes
+        elif isinstance(v, (tuple, list)):
+            size = sys.getsizeof(v)
+            for c in v:
+                self.add(c)
+        elif isinstance(v, dict):
+            size = sys.getsizeof(v)
+            for c in v.values():
+                self.add(c)
+        elif isinstance(v, Meta):  # a shared one (``_slim``) lives in the cache whether or not this tape keeps it
+            if _metas.get((v.shape, v.dtype)) is v:
+                return
+            size = sys.getsizeof(v)
+            self.add(v.shape)
+        elif isinstance(v, slice):
+            size = sys.getsizeof(v)
+            self.add(v.start)
+            self.add(v.stop)
+            self.add(v.step)
+        elif isinstance(v, JVPTracer):
+            size = sys.getsizeof(v)
+            self.add(v.primal)
+            self.add(v.tangent)
+        elif isinstance(v, Tracer):  # a tracer of a lower level: what it holds of its own (its tape is its level's)
+            size = sys.getsizeof(v)
+            self.add(v._primal())
+        else:
+            size = sys.getsizeof(v)
+        key = id(v)
+        if size < _ROW_SIZE and not key & 15 and key < _ROW_ID_LIMIT:
+            self.rows.append((key >> 4) << 20 | size)
+        else:
+            self.large[key] = size
+
+    def total(self) -> int:
+        total = builtins_sum(self.large.values())
+        if self.rows:
+            rows = np.frombuffer(self.rows, dtype=np.int64)
+            rows.sort()  # in place: equal rows (one object) become neighbours
+            first = rows[1:] != rows[:-1]
+            total += int(rows[0] & (_ROW_SIZE - 1)) + int(np.bitwise_and(rows[1:][first], _ROW_SIZE - 1).sum())
+        return total
+
+
+_ROW_SIZE = 1 << 20  # objects below this size are packed into one int64 row with their id (_Sizes)
+_ROW_ID_LIMIT = 1 << 47  # ids below this (every address of a 47-bit user space) fit the row's upper 43 bits
 
 
 builtins_sum = sum
@@ -430,7 +490,7 @@ class Tape:
                 _held[id(v)][1] += 1
                 self.held.append(v)
             return
-        v.flags.writeable = False
+        v.setflags(write=False)
         _held[id(v)] = [v, 1]
         self.held.append(v)
 
@@ -459,13 +519,29 @@ class Tape:
         ``exclude`` holds ids of arrays not to count (e.g. parameters that live anyway); ``also``, objects
         kept beside the tape (a pullback's own fields), counted with it, each object once.
         """
-        seen: set[int] = set(exclude)
-        total = sys.getsizeof(self) + sys.getsizeof(self.nodes) + builtins_sum(_kept_bytes(o, seen) for o in also)
-        for node in self.nodes:
+        acc = _Sizes(exclude)
+        for o in also:
+            acc.add(o)
+        nodes = self.nodes
+        total = sys.getsizeof(self) + sys.getsizeof(nodes)
+        getsizeof, add = sys.getsizeof, acc.add
+        for node in nodes:
             if node is not None:
-                total += sys.getsizeof(node) + _kept_bytes(node.args, seen) + _kept_bytes(node.params, seen)
-                total += _kept_bytes(node.parents, seen) + _kept_bytes(node.out, seen)
-        return total
+                # a node, its argument tuple, its parameter dict and its parent pairs are made for it alone
+                # (``RevTracer.process``): counted here, without a row; what they hold may be shared
+                args, params, parents = node.args, node.params, node.parents
+                total += getsizeof(node) + getsizeof(args) + getsizeof(parents)
+                for v in args:
+                    add(v)
+                if params is not _NO_PARAMS:
+                    total += getsizeof(params)
+                    for v in params.values():
+                        add(v)
+                for pair in parents:
+                    total += getsizeof(pair)
+                    add(pair[1])  # the tape index (the position is a small int)
+                add(node.out)
+        return total + acc.total()
 
     def backward(self, seeds: dict[int, Any], needed: list[int]) -> list[Any]:
         """Propagate cotangents ``seeds`` (tape index -> cotangent) back to the tape indices ``needed``."""

@@ -95,7 +95,7 @@ class custom_vjp:
         def vjp_rule(g, ans, want, *args, _residuals, **params):
             cts = _as_tuple(bwd(_residuals, g), len(args), name, "the backward rule")
             _check_shapes(cts, args, name)
-            return tuple(c if w else None for c, w in zip(cts, want))
+            return tuple([c if w else None for c, w in zip(cts, want)])
 
         def jvp_rule(t, ans, *args, **params):
             raise NotImplementedError(
@@ -162,7 +162,7 @@ class custom_jvp:
 
             _, pull = vjp(lambda *ts: tangent_out(args, ts, params), *[_zeros(a) for a in args])
             cts = pull(g)
-            return tuple(c if w else None for c, w in zip(cts, want))
+            return tuple([c if w else None for c, w in zip(cts, want)])
 
         self.prim.jvp = jvp_rule
         self.prim.vjp = vjp_rule

@@ -234,7 +234,7 @@ def reshape(a, shape):
     if -1 in shape:
         if known == 0 or size % known:
             raise ValueError(f"revolve.ad.reshape: cannot reshape an array of shape {shape_of(a)} into {shape}")
-        shape = tuple(size // known if s == -1 else s for s in shape)
+        shape = tuple([size // known if s == -1 else s for s in shape])
     elif known != size:
         raise ValueError(f"revolve.ad.reshape: cannot reshape an array of shape {shape_of(a)} into {shape}")
     return bind(p_reshape, a, shape=shape)
@@ -243,7 +243,7 @@ def reshape(a, shape):
 def transpose(a, axes=None):
     """Permute the axes (reverse them by default)."""
     if axes is not None:
-        axes = tuple(int(ax) % len(shape_of(a)) for ax in axes)
+        axes = tuple([int(ax) % len(shape_of(a)) for ax in axes])
     return bind(p_transpose, a, axes=axes)
 
 
@@ -266,7 +266,7 @@ def expand_dims(a, axis):
 def _freeze_index(idx):
     """Make an index hashable-agnostic and safe to keep on the tape (lists become arrays)."""
     if isinstance(idx, tuple):
-        return tuple(_freeze_index(i) for i in idx)
+        return tuple([_freeze_index(i) for i in idx])
     if isinstance(idx, list):
         return np.asarray(idx)
     if isinstance(idx, Tracer):
@@ -368,7 +368,7 @@ def unbroadcast(g, shape: tuple):
     lead = len(gshape) - len(shape)
     if lead > 0:
         g = sum(g, axis=tuple(range(lead)))
-    axes = tuple(i for i, s in enumerate(shape) if s == 1 and shape_of(g)[i] != 1)
+    axes = tuple([i for i, s in enumerate(shape) if s == 1 and shape_of(g)[i] != 1])
     if axes:
         g = sum(g, axis=axes, keepdims=True)
     return g
@@ -683,7 +683,7 @@ def flip(a, axis=None):
     """Reverse the order of elements along ``axis`` (None: every axis), as ``np.flip``."""
     nd = len(shape_of(a))
     axes = range(nd) if axis is None else _norm_axis(axis, nd)
-    idx = tuple(slice(None, None, -1) if i in axes else slice(None) for i in range(nd))
+    idx = tuple([slice(None, None, -1) if i in axes else slice(None) for i in range(nd)])
     return getitem(a, idx)
 
 
@@ -708,14 +708,14 @@ def take_along_axis(a, indices, axis):
     if indices.ndim != nd:
         raise ValueError(f"revolve.ad.take_along_axis: indices must have the array's {nd} dimensions, got {indices.ndim}")
     ax = _norm_axis(axis, nd)[0]
-    full = np.broadcast_shapes(tuple(n if i != ax else 1 for i, n in enumerate(shape)),
-                               tuple(n if i != ax else 1 for i, n in enumerate(indices.shape)))
+    full = np.broadcast_shapes(tuple([n if i != ax else 1 for i, n in enumerate(shape)]),
+                               tuple([n if i != ax else 1 for i, n in enumerate(indices.shape)]))
     idx = []
     for i in range(nd):
         if i == ax:
             idx.append(np.broadcast_to(indices, full[:ax] + (indices.shape[ax],) + full[ax + 1:]))
         else:
-            r = np.arange(full[i]).reshape(tuple(-1 if k == i else 1 for k in range(nd)))
+            r = np.arange(full[i]).reshape(tuple([-1 if k == i else 1 for k in range(nd)]))
             idx.append(r)
     return getitem(a, tuple(idx))
 

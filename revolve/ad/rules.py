@@ -350,7 +350,7 @@ def vjp_concat(g, ans, want, *xs, axis):
     nd = len(_shape(ans))
     sizes = [_shape(x)[axis % nd] for x in xs]
     parts = _pieces(g, sizes, axis)
-    return tuple(p if w else None for p, w in zip(parts, want))
+    return tuple([p if w else None for p, w in zip(parts, want)])
 
 
 def jvp_concat(t, ans, *xs, axis):
@@ -375,7 +375,7 @@ def jvp_stack(t, ans, *xs, axis):
 
 
 def vjp_roll(g, ans, want, x, shift, axis=None):
-    neg = tuple(-s for s in shift) if isinstance(shift, tuple) else -shift
+    neg = tuple([-s for s in shift]) if isinstance(shift, tuple) else -shift
     return (o.roll(g, neg, axis=axis),)
 
 
@@ -483,7 +483,7 @@ def jvp_hypot(t, ans, a, b):
 def _keep(shape, axis):
     """The shape a reduction over ``axis`` has with keepdims=True."""
     axes = range(len(shape)) if axis is None else axis
-    return tuple(1 if i in axes else n for i, n in enumerate(shape))
+    return tuple([1 if i in axes else n for i, n in enumerate(shape)])
 
 
 def _kept(v, shape, axis, keepdims):
@@ -516,14 +516,14 @@ def _prod_others(x, ans, axis, keepdims):
     # zeros: the product of the others directly, from a group-by-group copy with the entry itself set to 1
     nd = len(shape)
     axes = tuple(range(nd)) if axis is None else tuple(axis)
-    rest = tuple(i for i in range(nd) if i not in axes)
+    rest = tuple([i for i in range(nd) if i not in axes])
     perm = rest + axes
     n = int(np.prod([shape[i] for i in axes], dtype=np.int64))
-    lead = tuple(shape[i] for i in rest)
+    lead = tuple([shape[i] for i in rest])
     xt = o.reshape(o.transpose(x, perm), lead + (n,))
     xb = o.broadcast_to(o.reshape(xt, lead + (1, n)), lead + (n, n))
     others = o.prod(o.where(np.eye(n, dtype=bool), 1.0, xb), axis=-1)
-    others = o.reshape(others, tuple(shape[i] for i in perm))
+    others = o.reshape(others, tuple([shape[i] for i in perm]))
     return o.transpose(others, tuple(np.argsort(perm)))
 
 
@@ -612,11 +612,11 @@ def vjp_einsum(g, ans, want, *xs, subscripts):
         others = [ins[j] for j in range(len(ins)) if j != i]
         present = set(out).union(*others) if others else set(out)
         target = "".join(c for c in ins[i] if c in present)
-        gi = o.bind(o.p_einsum, g, *(xs[j] for j in range(len(xs)) if j != i),
+        gi = o.bind(o.p_einsum, g, *[xs[j] for j in range(len(xs)) if j != i],
                     subscripts=",".join([out, *others]) + "->" + target)
         shape = _shape(xs[i])
         if target != ins[i]:  # letters summed over in operand i alone: broadcast back
-            gi = o.broadcast_to(o.reshape(gi, tuple(n if c in present else 1 for c, n in zip(ins[i], shape))), shape)
+            gi = o.broadcast_to(o.reshape(gi, tuple([n if c in present else 1 for c, n in zip(ins[i], shape)])), shape)
         grads.append(gi)
     return tuple(grads)
 
@@ -686,7 +686,7 @@ def vjp_irfft(g, ans, want, x, n, axis):
     if n % 2 == 0:
         w[-1] = 1.0 / n
     nd = len(_shape(x))
-    w = w.reshape(tuple(half if i == axis else 1 for i in range(nd)))
+    w = w.reshape(tuple([half if i == axis else 1 for i in range(nd)]))
     c = o.multiply(o.conj(o.bind(o.p_rfft, _real_ct(g), n=n, axis=axis)), w)
     return (o._resize(c, _shape(x)[axis], axis),)
 
@@ -804,7 +804,7 @@ RETAIN = {
     "imag": {},
     "conj": {},
     # operand i's cotangent reads every other operand (einsum takes any number of operands)
-    "einsum": {i: (tuple(j for j in range(_EINSUM_MAX) if j != i), False) for i in range(_EINSUM_MAX)},
+    "einsum": {i: (tuple([j for j in range(_EINSUM_MAX) if j != i]), False) for i in range(_EINSUM_MAX)},
     "solve": {0: ((0,), True), 1: ((0,), False)},
     "logabsdet": {0: ((0,), False)},
     "fft": {},

@@ -390,7 +390,7 @@ def _rule_scatter(out, vals, deps, params, n):  # scatter_add(g, idx, shape): ou
 
 
 def _kept_shape(shape, axes):
-    return tuple(1 if i in axes else s for i, s in enumerate(shape))
+    return tuple([1 if i in axes else s for i, s in enumerate(shape)])
 
 
 def _rule_reduction(out, vals, deps, params, n):
@@ -435,7 +435,7 @@ def _rule_solve(out, vals, deps, params, n):
         if d is None:
             continue
         s = shape_of(v)
-        kshape = _kept_shape(s, tuple(a % len(s) for a in axes))
+        kshape = _kept_shape(s, tuple([a % len(s) for a in axes]))
         red = _relate([(d, np.broadcast_to(_positions(kshape), s).ravel(), None)], _size(kshape), n)
         pairs.append((red, None, np.broadcast_to(_positions(kshape), oshape).ravel()))
     return _relate(pairs, _size(oshape), n)
@@ -459,14 +459,14 @@ def _rule_product(operand_letters, out_letters, out, vals, deps, n):
     for letters, v in zip(operand_letters, vals):
         for c, s in zip(letters, shape_of(v)):
             sizes[c] = max(sizes[c], s)
-    full = tuple(sizes[c] for c in space)
+    full = tuple([sizes[c] for c in space])
     support = np.ones((1,) * len(space), dtype=bool)
     for letters, v, d in zip(operand_letters, vals, deps):
         if d is None:
             support = support & _to_space(np.asarray(value_of(v)) != 0, letters, space)
     support = np.broadcast_to(support, full)
     oshape = np.shape(out)
-    out_pos = np.broadcast_to(_to_space(_positions(tuple(sizes[c] for c in out_letters)), out_letters, space), full)
+    out_pos = np.broadcast_to(_to_space(_positions(tuple([sizes[c] for c in out_letters])), out_letters, space), full)
     out_rows = out_pos[support]
     pairs = []
     for letters, v, d in zip(operand_letters, vals, deps):

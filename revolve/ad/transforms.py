@@ -63,8 +63,8 @@ def _is_namedtuple(t) -> bool:
 
 def _dataclass_split(t):
     fields = dataclasses.fields(t)
-    dynamic = tuple(f.name for f in fields if not f.metadata.get("static", False))
-    static = tuple((f.name, getattr(t, f.name)) for f in fields if f.metadata.get("static", False))
+    dynamic = tuple([f.name for f in fields if not f.metadata.get("static", False)])
+    static = tuple([(f.name, getattr(t, f.name)) for f in fields if f.metadata.get("static", False)])
     return dynamic, static
 
 
@@ -118,7 +118,7 @@ def _build(s, it):
         for k, v in values.items():
             object.__setattr__(obj, k, v)
         return obj
-    return kind(_build(c, it) for c in s[1])
+    return kind([_build(c, it) for c in s[1]])  # NOTE [ Tuples from lists ] in core.py
 
 
 def tree_unflatten(structure, leaves) -> Any:
@@ -182,7 +182,7 @@ def _owned_input(x, policy: str):
         from ..errors import RevolveInternalError
 
         raise RevolveInternalError(f"revolve.ad: unknown input policy {policy!r}")
-    x.flags.writeable = False
+    x.setflags(write=False)
     return x
 
 
@@ -300,7 +300,7 @@ def _select(args, argnums):
     for a in nums:
         if not -len(args) <= a < len(args):
             raise ValueError(f"revolve.ad.grad: argnums {a} is out of range for {len(args)} arguments")
-    return single, tuple(a % len(args) for a in nums)
+    return single, tuple([a % len(args) for a in nums])
 
 
 def _restrict(f: Callable, args: tuple, nums: tuple) -> Callable:
@@ -331,7 +331,7 @@ def value_and_grad(f: Callable, argnums: int | Sequence[int] = 0, *, has_aux: bo
 
     def wrapped(*args):
         single, nums = _select(args, argnums)
-        res = vjp(_restrict(f, args, nums), *(args[a] for a in nums), has_aux=has_aux)
+        res = vjp(_restrict(f, args, nums), *[args[a] for a in nums], has_aux=has_aux)
         y, pullback = res[0], res[1]
         shape = np.shape(value_of(y)) if not isinstance(y, (tuple, list, dict)) else None
         if shape is None or int(np.prod(shape)) != 1:
@@ -582,7 +582,7 @@ def grad_cost(f: Callable, *args, argnums: int | Sequence[int] = 0) -> GradCost:
     fc = cost(f, *args)
     single, nums = _select(args, argnums)
     with _Counting() as c:
-        y, pullback = vjp(_restrict(f, args, nums), *(args[a] for a in nums))
+        y, pullback = vjp(_restrict(f, args, nums), *[args[a] for a in nums])
         tape_bytes = pullback.tape_bytes()
         pullback(np.ones(np.shape(value_of(y)), dtype=np.asarray(value_of(y)).dtype))
     return GradCost(function=fc, gradient=OpCount(ops=c[0], flops=c[1]), tape_bytes=tape_bytes)
