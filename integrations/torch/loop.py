@@ -75,7 +75,8 @@ import torch
 from torch import nn
 from torch.autograd.graph import get_gradient_edge
 
-from revolve.ad import tree_flatten, tree_unflatten
+from revolve.ad import tree_flatten as _tree_flatten
+from revolve.ad import tree_unflatten as _tree_unflatten
 from revolve._check import check_int
 from revolve.errors import InfeasibleBudget, RevolveInternalError
 from revolve.executor import GradientResult, _check_slots, _note, _run_gradient, _start
@@ -85,6 +86,37 @@ from ._meters import PeakStorages
 from ._state import _autocast_state, _get_rng, _reenter_autocast
 
 __all__ = ["TorchEngine", "HostStorage", "gradient", "checkpointed_loop"]
+
+
+_TENSOR = object()  # the structure of a state that is one tensor
+
+
+def tree_flatten(x):
+    """``revolve.ad.tree_flatten``, with a state that is one tensor taken at once (every step flattens states)."""
+    if isinstance(x, torch.Tensor):
+        return [x], _TENSOR
+    return _tree_flatten(x)
+
+
+def tree_unflatten(tree, leaves):
+    """The inverse of ``tree_flatten``."""
+    if tree is _TENSOR:
+        return leaves[0]
+    return _tree_unflatten(tree, leaves)
+
+
+_run_backward = getattr(torch.autograd.graph, "_engine_run_backward", None)
+
+
+def _grad(outputs, inputs, grads, *, retain_graph=False):
+    """``torch.autograd.grad(outputs, inputs, grads, allow_unused=True)``; for plain tensors straight into the
+    autograd engine, without the Python argument checks (their shapes and dtypes are the outputs', as the
+    executor's adjoints are), which cost about 30 us a call: as much as a small step."""
+    if _run_backward is not None and all(type(g) is torch.Tensor for g in grads) and all(
+            type(t) is torch.Tensor or type(t) is nn.Parameter for t in inputs):
+        return _run_backward(tuple(outputs), tuple(grads), retain_graph, False, tuple(inputs), True,
+                             accumulate_grad=False)
+    return torch.autograd.grad(outputs, inputs, grads, retain_graph=retain_graph, allow_unused=True)
 
 
 def _nbytes(t: torch.Tensor) -> int:
@@ -287,7 +319,7 @@ class TorchEngine:
         inputs = pull.inputs
         pull.outputs = pull.inputs = None  # the graph is freed by the grad below
         if pairs:
-            grads = torch.autograd.grad([y for y, _ in pairs], inputs, [g for _, g in pairs], allow_unused=True)
+            grads = _grad([y for y, _ in pairs], inputs, [g for _, g in pairs])
         else:
             grads = [None] * len(inputs)
         del pairs
@@ -351,8 +383,7 @@ class TorchEngine:
             outs = tree_flatten(y)[0]
             pairs = [(e, torch.ones_like(v)) for e, v in zip(pull.outputs, outs) if e is not None]
             if pairs:
-                torch.autograd.grad([e for e, _ in pairs], pull.inputs, [g for _, g in pairs], retain_graph=True,
-                                    allow_unused=True)
+                _grad([e for e, _ in pairs], pull.inputs, [g for _, g in pairs], retain_graph=True)
             del pairs
             pull_peak = meter.peak
         _set_rng(leaf, before)
