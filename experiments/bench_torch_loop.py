@@ -2,14 +2,20 @@
 
     python3 experiments/bench_torch_loop.py [--quick] [--device cpu|cuda] [--rounds R] [--out DIR]
 
-A recurrent step x <- x + dt * tanh(x @ W + b) (about 1 ms or more on one CPU thread), n steps, loss
-sum(x_n^2). Settings, timed in interleaved rounds whose order is shuffled every round:
+A recurrent step x <- x + dt * tanh(x @ W + b) on a (192, 512) float32 state (about 1.5 ms on one CPU
+thread), 400 steps, loss sum(x_n^2). Settings, timed in interleaved rounds whose order is shuffled every round:
 
   plain        plain autograd over the unrolled loop (stores every step's tape)
   ckpt_sqrt    torch.utils.checkpoint over sqrt(n) segments (use_reentrant=False), the hand-picked baseline
-  loop         revolve.integrations.torch.checkpointed_loop within the memory ckpt_sqrt's plan holds
-               (segment inputs + one segment's tapes), then .backward()
+  loop         revolve.integrations.torch.checkpointed_loop with memory= ckpt_sqrt's measured allocator peak
+               (memory= bounds the allocator's peak: the plan gets what one step's measured working memory
+               leaves), then .backward()
   gradient     revolve.integrations.torch.gradient, same budget
+  loop_eq      checkpointed_loop at equal measured memory: memory= raised one state at a time while its
+  gradient_eq  measured peak stays at most ckpt_sqrt's (memory= is a bound, and a conservative one); gradient too
+
+Equal memory: each revolve setting's measured peak is checked to be at most ckpt_sqrt's; were it above, its
+budget would be lowered by the excess and measured again (the log says how many times: 0 when memory= holds).
 
 Reported per setting: the median wall and process CPU time of a forward + backward, the spread of the
 identical setting over rounds ((max - min) / median), the allocator's measured peak (torch.profiler memory
@@ -162,22 +168,22 @@ def main(argv=None) -> int:
     if args.quick:
         n, batch, width, rounds = 36, 8, 32, 2
     else:
-        n, batch, width, rounds = 400, 128, 384, args.rounds
+        n, batch, width, rounds = 400, 192, 512, args.rounds
     dtype = torch.float32
     x0, p = make_problem(batch, width, device, dtype)
     k = max(1, round(math.sqrt(n)))
     t_step, t_record, t_pull = raw_step_times(x0, p, device)
     S = x0.numel() * x0.element_size()
 
-    # the memory ckpt_sqrt's plan holds: its segment inputs plus one segment's tapes (a tape: the step's
-    # input, its matmul output, tanh's output, the step's output: about 4 states); revolve plans within it
-    stats_loop: list = []
-    stats_grad: list = []
+    runs = {"loop": [], "gradient": [], "loop_eq": [], "gradient_eq": []}
+    budget = {}
     settings = {
         "plain": lambda: run_plain(x0, p, n),
         "ckpt_sqrt": lambda: run_ckpt(x0, p, n, k),
-        "loop": lambda: run_loop(x0, p, n, budget, stats_loop),
-        "gradient": lambda: run_gradient(x0, p, n, budget, stats_grad),
+        "loop": lambda: run_loop(x0, p, n, budget["loop"], runs["loop"]),
+        "gradient": lambda: run_gradient(x0, p, n, budget["gradient"], runs["gradient"]),
+        "loop_eq": lambda: run_loop(x0, p, n, budget["loop_eq"], runs["loop_eq"]),
+        "gradient_eq": lambda: run_gradient(x0, p, n, budget["gradient_eq"], runs["gradient_eq"]),
     }
 
     def zero():
@@ -188,33 +194,49 @@ def main(argv=None) -> int:
     for name in ("plain", "ckpt_sqrt"):
         zero()
         peaks[name] = measured_peak(settings[name], device)
-    # revolve's budget: ckpt_sqrt's measured peak, lowered by what the run measured above it, until its own
-    # measured peak is at most ckpt_sqrt's (the plan counts snapshots and tapes, not the working state)
-    budget = peaks["ckpt_sqrt"]
-    for _ in range(5):
-        zero()
-        peaks["loop"] = measured_peak(settings["loop"], device)
-        if peaks["loop"] <= peaks["ckpt_sqrt"]:
-            break
-        budget -= peaks["loop"] - peaks["ckpt_sqrt"] + S
-    zero()
-    peaks["gradient"] = measured_peak(settings["gradient"], device)
+    # revolve's budget: ckpt_sqrt's measured peak (memory= covers the allocator's peak); lowered by the excess
+    # only if its own measured peak were above ckpt_sqrt's
+    lowered = {}
+    for name in ("loop", "gradient"):
+        budget[name], lowered[name] = peaks["ckpt_sqrt"], 0
+        for _ in range(5):
+            zero()
+            peaks[name] = measured_peak(settings[name], device)
+            if peaks[name] <= peaks["ckpt_sqrt"]:
+                break
+            budget[name] -= peaks[name] - peaks["ckpt_sqrt"] + S
+            lowered[name] += 1
+    # equal measured memory: the largest budget, one state at a time above the bound's, whose measured peak
+    # is still at most ckpt_sqrt's
+    raised = {}
+    for name in ("loop", "gradient"):
+        eq = name + "_eq"
+        budget[eq], peaks[eq], raised[eq] = budget[name], peaks[name], 0
+        for _ in range(6):
+            budget[eq] += S
+            zero()
+            peak = measured_peak(settings[eq], device)
+            if peak > peaks["ckpt_sqrt"]:
+                budget[eq] -= S
+                break
+            peaks[eq] = peak
+            raised[eq] += 1
     # the gradients agree (bitwise for the executor's fronts against plain; checkpoint recomputes the same ops)
     grads = {}
     for name, fn in settings.items():
         zero()
         fn()
         grads[name] = p["W"].grad.clone() if p["W"].grad is not None else None
-    grads["gradient"] = None  # the gradient front returns its gradients instead of filling .grad
-    for name in ("ckpt_sqrt", "loop"):
+    grads["gradient"] = grads["gradient_eq"] = None  # the gradient front returns its gradients, not .grad
+    for name in ("ckpt_sqrt", "loop", "loop_eq"):
         if not torch.equal(grads[name], grads["plain"]):
             print(f"bench_torch_loop: {name}'s gradient differs from plain autograd's (max "
                   f"{(grads[name] - grads['plain']).abs().max().item():.3g})", file=sys.stderr)
 
     wall = {name: [] for name in settings}
     cpu = {name: [] for name in settings}
-    stats_loop.clear()
-    stats_grad.clear()
+    for r in runs.values():
+        r.clear()
     rng = random.Random(0)
     for _ in range(rounds):
         order = list(settings)
@@ -236,34 +258,53 @@ def main(argv=None) -> int:
 
     main_time = cpu if device.type == "cpu" else wall  # process CPU time on a (possibly shared) CPU
 
-    s = stats_loop[-1]
-    raw = {}
-    for name, runs in (("loop", stats_loop), ("gradient", stats_grad)):
-        st = runs[-1]
+    raw = {"plain": n * (t_record + t_pull), "ckpt_sqrt": n * (t_step + t_record + t_pull)}
+    for name, st in runs.items():
+        st = st[-1]
         raw[name] = st.advances * t_step + st.records * t_record + n * t_pull
-    print(f"bench_torch_loop: device {device}, {n} steps of a ({batch}, {width}) float32 state, threads "
-          f"{args.threads}, {rounds} interleaved shuffled rounds")
-    print(f"  one step: {t_step * 1e3:.3f} ms without recording, {t_record * 1e3:.3f} ms recording, "
-          f"{t_pull * 1e3:.3f} ms pullback; state {S / 2**20:.2f} MiB")
-    print(f"  budget {budget / 2**20:.2f} MiB (measured peak at most ckpt_sqrt's, {math.ceil(n / k)} segments of {k}); "
-          f"revolve's plan: {s.schedule}, {s.forward_evaluations} evaluations "
-          f"(ckpt_sqrt: {2 * n}), plan peak {s.predicted.peak_memory / 2**20:.2f} MiB")
+    lines = []
+
+    def log(line=""):
+        print(line)
+        lines.append(line)
+
+    log(f"bench_torch_loop: device {device}, torch {torch.__version__}, {n} steps of a ({batch}, {width}) float32 "
+        f"state, threads {args.threads}, {rounds} interleaved shuffled rounds, "
+        f"{'process CPU' if device.type == 'cpu' else 'wall'} time")
+    log(f"  one step (medians): {t_step * 1e3:.3f} ms without recording, {t_record * 1e3:.3f} ms recording, "
+        f"{t_pull * 1e3:.3f} ms pullback; state {S / 2**20:.2f} MiB")
+    log(f"  ckpt_sqrt: {math.ceil(n / k)} segments of {k}, {2 * n} evaluations, measured peak "
+        f"{peaks['ckpt_sqrt'] / 2**20:.2f} MiB")
+    for name, st in runs.items():
+        st = st[-1]
+        how = f"lowered {lowered[name]} times" if name in lowered else f"raised {raised[name]} states"
+        log(f"  {name}: memory={budget[name] / 2**20:.2f} MiB ({how}), plan {st.schedule}, "
+            f"{st.forward_evaluations} evaluations, plan peak {st.predicted.peak_memory / 2**20:.2f} MiB, measured "
+            f"peak {peaks[name] / 2**20:.2f} MiB")
     header = ["setting", "wall_s", "cpu_s", "spread_cpu", "spread_wall", "peak_MiB", "time/plain", "time/ckpt_sqrt",
               "overhead_vs_raw", "stats_overhead"]
     rows = []
     for name in settings:
-        ov = med(main_time[name]) / raw[name] if name in raw else float("nan")
-        so = (stats_loop if name == "loop" else stats_grad)[-1].overhead() if name in raw else float("nan")
+        ov = med(main_time[name]) / raw[name]
+        so = runs[name][-1].overhead() if name in runs else float("nan")
         rows.append([name, med(wall[name]), med(cpu[name]), spread(cpu[name]), spread(wall[name]), peaks[name] / 2**20,
                      med(main_time[name]) / med(main_time["plain"]), med(main_time[name]) / med(main_time["ckpt_sqrt"]),
                      ov, so])
-    print("  " + "  ".join(f"{h:>14}" for h in header))
+    log("  " + "  ".join(f"{h:>15}" for h in header))
     for r in rows:
-        print("  " + "  ".join(f"{v:>14}" if isinstance(v, str) else f"{v:>14.3f}" for v in r))
+        log("  " + "  ".join(f"{v:>15}" if isinstance(v, str) else f"{v:>15.3f}" for v in r))
+    log("  spread: (max - min) / median of the identical setting over the rounds; overhead_vs_raw: the median time "
+        "over (advances * step + records * recording + n * pullback) at the one-step medians above; stats_overhead: "
+        "the executor's wall time over the time inside steps (ExecutionStats.overhead)")
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
     _common.write_csv(out / "bench_torch_loop.csv", header, rows)
     print(f"  wrote {out / 'bench_torch_loop.csv'}")
+    if not args.quick:
+        # the CPU log lives with the others; a device run (torch_cuda_check) keeps its log beside its CSV
+        log_path = (_common.ROOT / "docs" / "logs" if device.type == "cpu" else out) / "bench_torch_loop.txt"
+        log_path.write_text("\n".join(lines) + "\n")
+        print(f"  wrote {log_path}")
     return 0
 
 
