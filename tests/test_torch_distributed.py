@@ -125,10 +125,11 @@ def _run_ranks(tmp_path, extra=()):
 
 
 def test_two_gloo_ranks_halo_exchange_gradient_equals_one_process(tmp_path):
-    # revolve.gradient plans within a memory of about 7 KB beside one step's working memory (about 7 KB, the
-    # RNG state kept through the backward included): a recomputing plan, the same on both ranks;
-    # checkpointed_loop runs binomial(60, snapshots=3)
-    data, runs = _run_ranks(tmp_path, (str(4 * 8 * N_GLOBAL // 2 + 13000),))
+    # revolve.gradient plans within about 13 KB (2 snapshots with their RNG states, tapes) beside one step's
+    # working memory (about 7 KB, the RNG state kept through the backward included): a recomputing plan, the
+    # same on both ranks (under 200 evaluations: each costs an all_gather); checkpointed_loop runs
+    # binomial(60, snapshots=3)
+    data, runs = _run_ranks(tmp_path, (str(4 * 8 * N_GLOBAL // 2 + 19000),))
     value, gx, gnu, gf = _oracle(data["u0"], data["nu"], data["f"])
     for mode in ("gradient", "checkpointed_loop"):
         results = [run[mode] for run in runs]

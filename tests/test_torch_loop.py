@@ -407,7 +407,7 @@ def _allocator_peak(fn):
 
 
 def test_memory_peak_within_plan_plus_one_steps_working_memory():
-    n, m = 600, 10**5
+    n, m = 600, 2 * 10**4
     state = 8 * m
     x0 = torch.linspace(0.0, 1.0, m, dtype=F64)
     a = torch.tensor(0.3, dtype=F64)

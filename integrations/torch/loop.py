@@ -367,14 +367,14 @@ class TorchEngine:
         """One step's working memory beyond what a plan counts (NOTE [ Working memory ]), in bytes.
 
         Records step 0 from x0 and applies its pullback once to an adjoint of ones (the graph retained),
-        counting the storages created at every operation's boundary (``PeakStorages``). The recording is kept
+        counting the storages created at every operation's boundary (``PeakStorages``' count). The recording is kept
         and handed to the executor as its measuring recording of step 0, with the RNG streams rewound in
         between, so the step runs no extra time and draws what it would have drawn.
         """
         x = self.own(x0, where)
         leaf = self._device_leaf
         before = _get_rng(leaf)
-        meter = PeakStorages()
+        meter = _StepMeter()
         with meter:
             y, pull = self.record(step, x, params, 0)
             after = _get_rng(leaf)
@@ -495,6 +495,17 @@ def _set_rng(leaf, state) -> None:
     torch.set_rng_state(state[0])
     if state[1] is not None:
         torch.cuda.set_rng_state(state[1], leaf.device)
+
+
+class _StepMeter(PeakStorages):
+    """``PeakStorages`` without Dynamo's guard around its dispatch, which imports torch._dynamo on first use
+    (1.3 s): the measured step runs eagerly, nothing here is compiled."""
+
+    @classmethod
+    def _should_skip_dynamo(cls) -> bool:
+        return False
+
+    __torch_dispatch__ = getattr(PeakStorages.__torch_dispatch__, "__wrapped__", PeakStorages.__torch_dispatch__)
 
 
 class _SavedMeter:
