@@ -39,13 +39,15 @@ class Primitive:
     the arguments traced in a call, and a shape-only ``Meta`` for the rest (``rules.RETAIN``).
     """
 
-    __slots__ = ("name", "impl", "vjp", "jvp", "flops", "retain", "fwd", "_kept")
+    __slots__ = ("name", "impl", "vjp", "jvp", "vjp_into", "builtin", "flops", "retain", "fwd", "_kept")
 
     def __init__(self, name: str, impl: Callable, flops: Callable | None = None):
         self.name = name
         self.impl = impl
         self.vjp: Callable | None = None
         self.jvp: Callable | None = None
+        self.vjp_into: Callable | None = None  # the VJP rule writing into its cotangent (rules.INPLACE)
+        self.builtin = False  # a primitive of the rule table, whose rules return fresh arrays or views of g
         self.flops = flops
         self.retain: dict | None = None
         self.fwd: Callable | None = None  # custom_vjp: fwd(vals, params) -> (out, residuals) replaces impl when taped
@@ -545,10 +547,14 @@ class Tape:
 
     def backward(self, seeds: dict[int, Any], needed: list[int]) -> list[Any]:
         """Propagate cotangents ``seeds`` (tape index -> cotangent) back to the tape indices ``needed``."""
-        from .ops import add
+        from .ops import add, p_add
 
         nodes = self.nodes
         cts: list[Any] = [None] * len(nodes)
+        # tape indices whose cotangent is an array this pass owns (NOTE [ Cotangents written in place ] in
+        # rules.py): later contributions are added into it, and its node's rule may write its result into it
+        owned: set[int] = set()
+        ndarray = np.ndarray
         for i, g in seeds.items():
             cts[i] = g if cts[i] is None else add(cts[i], g)
         for i in range(len(nodes) - 1, -1, -1):
@@ -557,17 +563,47 @@ class Tape:
             if node is None or g is None:
                 continue
             cts[i] = None  # free as we go
-            parents = node.parents
-            want = [False] * len(node.args)
+            prim, args, parents = node.prim, node.args, node.parents
+            want = [False] * len(args)
             for pos, _ in parents:
                 want[pos] = True
-            grads = node.prim.vjp(g, node.out, want, *node.args, **node.params)
+            grads = None
+            mine = i in owned
+            if mine:
+                owned.discard(i)
+                if prim.vjp_into is not None and not any([isinstance(a, Tracer) for a in args]):
+                    grads = prim.vjp_into(g, node.out, want, *args, **node.params)
+            if grads is None:
+                grads = prim.vjp(g, node.out, want, *args, **node.params)
             for pos, j in parents:
                 c = grads[pos]
                 if c is None:
                     continue
-                cts[j] = c if cts[j] is None else add(cts[j], c)
+                cur = cts[j]
+                if cur is None:
+                    cts[j] = c
+                    if type(c) is ndarray and prim.builtin:
+                        base = c.base
+                        if ((base is None and c is not g or mine and (c is g or base is g and c.flags.writeable))
+                                and (len(parents) == 1 or _alone(c, pos, grads))
+                                and c is not node.out and all([c is not a for a in args])):
+                            owned.add(j)  # NOTE [ Cotangents written in place ] in rules.py
+                elif j in owned and type(c) is ndarray and c.shape == cur.shape and c.dtype == cur.dtype:
+                    bind(p_add, cur, c, out=cur)  # bitwise the sum add(cur, c) would return
+                else:
+                    cur = cts[j] = add(cur, c)
+                    if type(cur) is ndarray:
+                        owned.add(j)
         return [cts[i] for i in needed]
+
+
+def _alone(c, pos: int, grads) -> bool:
+    """True when no other parent's cotangent in ``grads`` is c or may share its memory (a rule may hand one array,
+    or views of it, to several parents: then none of them may write into it)."""
+    for p, d in enumerate(grads):
+        if p != pos and d is not None and (d is c or type(d) is np.ndarray and np.may_share_memory(c, d)):
+            return False
+    return True
 
 
 class RevTracer(Tracer):

@@ -21,8 +21,8 @@ __all__ = [
 ]
 
 
-def _elementwise(out, *args, **params):
-    return int(np.size(out))
+def _elementwise(result, *args, **params):  # (params may hold out=, from rules.INPLACE)
+    return int(np.size(result))
 
 
 def _zero(out, *args, **params):
