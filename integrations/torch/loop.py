@@ -35,7 +35,11 @@ boundary; one step's working memory beyond the plan is then the larger of
 plus the parameters' gradient sum (NOTE [ Parameter gradients ]) and the RNG state the fronts keep to give the
 caller's stream back after the backward, less x_0 (a plan counts it as stored, but it is the caller's tensor);
 ``checkpointed_loop`` adds one state, the gradient autograd hands its backward and holds until it returns.
-The executor plans within ``memory`` less that. This recording is the run's evaluation of step 0 (handed to
+A schedule that never advances after its first reverse (periodic, store-all) holds neither (a) nor the state
+of an advance beside a reverse, and a periodic one counts each segment's first input twice (as a snapshot and
+in the first tape, which keeps it): with n_steps the front plans within ``memory`` less that lighter working
+memory (less one state more for periodic) and keeps the plan if it is of that kind; otherwise the executor
+plans within ``memory`` less the working memory of any schedule. This recording is the run's evaluation of step 0 (handed to
 the executor, the RNG streams rewound in between), so the step runs exactly as often as the schedule says.
 Not covered: what the loss computes beyond its adjoint, and temporaries a kernel allocates and frees inside
 one operation (convolution workspace: on CPU, where the profiler cannot be started inside a caller's
@@ -79,7 +83,8 @@ from revolve.ad import tree_flatten as _tree_flatten
 from revolve.ad import tree_unflatten as _tree_unflatten
 from revolve._check import check_int
 from revolve.errors import InfeasibleBudget, RevolveInternalError
-from revolve.executor import GradientResult, _check_slots, _note, _run_gradient, _start
+from revolve.actions import Advance, Reverse
+from revolve.executor import GradientResult, StepMeasurement, _check_slots, _note, _run_gradient, _start, plan_for_memory
 from revolve.storage import TerminationGuard
 
 from ._meters import PeakStorages
@@ -394,11 +399,13 @@ class TorchEngine:
         grad_sum = _storage_bytes(pull.inputs[pull.n_x:]) if p.params is not None else 0
         state = self.state_bytes(x)
         # (a) a recomputing advance: the adjoint, its input, the step's peak; (b) a reverse: its peak less the
-        # tape's saved storages, and the state of the last advance (the executor holds it until the next one)
-        work = grad_sum + self.ambient_bytes() + max(2 * state + rec_peak, pull_peak - saved_new + state)
+        # tape's saved storages, and the state of the last advance (the executor holds it until the next one);
         # a plan counts x_0 as stored (a snapshot or tape 0's input), but its storage is the caller's: the run
-        # never allocates it ("ram" keeps the tensors themselves)
-        return int(max(work - x_bytes, 0))
+        # never allocates it ("ram" keeps the tensors themselves). Without advances after the first reverse
+        # (periodic, store-all), neither (a) nor the state of an advance is held beside a reverse.
+        base = grad_sum + self.ambient_bytes() - x_bytes
+        self._working_no_readvance = int(max(base + max(state + rec_peak, pull_peak - saved_new), 0))
+        return int(max(base + max(2 * state + rec_peak, pull_peak - saved_new + state), 0))
 
     # -- snapshots ---------------------------------------------------------------------------------------
     def snapshot(self, x):
@@ -566,12 +573,28 @@ class HostStorage:
         self._data.clear()
 
 
+def _advances_after_reverse(schedule) -> bool:
+    """Whether the schedule advances after its first reverse (periodic and store-all never do)."""
+    if schedule.kind in ("periodic", "store_all"):
+        return False
+    reversed_ = False
+    for action in schedule:
+        if isinstance(action, Reverse):
+            reversed_ = True
+        elif reversed_ and isinstance(action, Advance):
+            return True
+    return False
+
+
 def _plan_memory(where, engine, step, x0, params, n_steps, stop, schedule, snapshots, memory, *, held=0):
-    """``(memory for the executor's plan, one step's working memory)``: the caller's budget less what
-    ``engine.measure_working`` measured (NOTE [ Working memory ]) and ``held`` states more; ``(memory, 0)`` as
-    given when there is nothing to measure (no memory=, or arguments the executor refuses: it names them)."""
+    """``(memory for the executor's plan, schedule, one step's working memory)`` for ``memory=``: the caller's
+    budget less what ``engine.measure_working`` measured (NOTE [ Working memory ]) and ``held`` states more.
+    With n_steps, the plan within the budget less the working memory of a schedule that never advances after
+    its first reverse is kept if it is one (memory None then); else the executor plans within the budget less
+    the working memory of any schedule. ``(memory, schedule, 0)`` as given when there is nothing to measure (no
+    memory=, or arguments the executor refuses: it names them), the schedule given passed on."""
     if memory is None or schedule is not None or snapshots is not None or (n_steps is None) == (stop is None):
-        return memory, 0
+        return memory, schedule, 0
     if n_steps is not None:
         check_int(where, "n_steps", n_steps, minimum=1)
     if not callable(step):
@@ -582,7 +605,22 @@ def _plan_memory(where, engine, step, x0, params, n_steps, stop, schedule, snaps
     except Exception as e:
         _note(e, f"{where}: raised in step 0 (recording it from x_0 to measure its working memory)")
         raise
-    working += held * engine.state_bytes(engine._stash[2])
+    x_state = engine.state_bytes(engine._stash[2])
+    working += held * x_state
+    if n_steps is not None:
+        light = engine._working_no_readvance + held * x_state
+        unit = StepMeasurement(state_bytes=x_state + engine.ambient_bytes(), tape_bytes=engine._tape_bytes,
+                               forward_time=1.0, backward_time=1.0)  # as the executor plans memory=
+        # periodic: each segment's first tape keeps the snapshot it was restored from as its input, which
+        # the plan counts twice while the segment's tapes live (its peak): the plan may hold one state more
+        for work, fits in ((light - x_state, lambda s: s.kind == "periodic"),
+                           (light, lambda s: not _advances_after_reverse(s))):
+            try:
+                plan = plan_for_memory(unit, n_steps, memory - work) if memory > work else None
+            except InfeasibleBudget:
+                plan = None
+            if plan is not None and fits(plan):
+                return None, plan, work
     left = memory - working
     if left <= 0:
         state = engine.state_bytes(engine._stash[2]) + engine.ambient_bytes()
@@ -591,7 +629,7 @@ def _plan_memory(where, engine, step, x0, params, n_steps, stop, schedule, snaps
             f"{where}: memory={memory:.0f} bytes does not cover one step's working memory ({working} bytes, "
             f"measured on step 0); the smallest budget with which a schedule exists is {need} bytes",
             budget=memory, minimum=need)
-    return left, working
+    return left, None, working
 
 
 def _with_working(where, memory, working, e: InfeasibleBudget) -> InfeasibleBudget:
@@ -661,7 +699,9 @@ def gradient(
     if not callable(step) or not callable(loss):
         raise TypeError(f"{where}: step and loss must be callables, got {type(step).__name__} and {type(loss).__name__}")
     engine = TorchEngine(preserve_rng_state=preserve_rng_state, only_requiring_grad=False)
-    memory, working = _plan_memory(where, engine, step, x0, params, n_steps, stop, schedule, snapshots, memory)
+    given = memory
+    memory, schedule, working = _plan_memory(where, engine, step, x0, params, n_steps, stop, schedule, snapshots,
+                                             memory)
     try:
         r = _run_gradient(where, engine, step, x0, n_steps=n_steps, loss=loss, params=params, schedule=schedule,
                           snapshots=snapshots, memory=memory, storage=storage, progress=progress,
@@ -669,7 +709,7 @@ def gradient(
     except InfeasibleBudget as e:
         if not working:
             raise
-        raise _with_working(where, memory + working, working, e) from e
+        raise _with_working(where, _check_slots(where, None, given)[1], working, e) from e
     grad_params = engine._bind(params).structured(engine.params_grad()) if params is not None else None
     return GradientResult(value=r.value, grad_x0=r.grad_x0, grad_params=grad_params, stats=r.stats)
 
@@ -785,8 +825,9 @@ def checkpointed_loop(
     p = engine._bind(params)
     p_tensors = [p.leaves[k] for k in p.diff] if not p.module else list(p.leaves)
     # autograd keeps the gradient it hands the loop's backward until that backward returns: one state more
-    memory, working = _plan_memory(where, engine, step, x0, params, n_steps, stop, schedule, snapshots, memory,
-                                   held=1)
+    given = memory
+    memory, schedule, working = _plan_memory(where, engine, step, x0, params, n_steps, stop, schedule, snapshots,
+                                             memory, held=1)
     box = {
         "start": dict(where=where, engine=engine, step=step, x0=x0, n_steps=n_steps, params=params,
                       schedule=schedule, snapshots=snapshots, memory=memory, storage=storage, progress=progress,
@@ -800,5 +841,5 @@ def checkpointed_loop(
     except InfeasibleBudget as e:
         if not working:
             raise
-        raise _with_working(where, memory + working, working, e) from e
+        raise _with_working(where, _check_slots(where, None, given)[1], working, e) from e
     return tree_unflatten(box["out_tree"], list(outs))
