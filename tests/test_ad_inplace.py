@@ -18,17 +18,25 @@ from revolve.ad import rules
 rng = np.random.default_rng(11)
 
 
+_FIELDS = ("vjp_into", "vjp_lazy", "odd", "builtin")
+
+
 @contextlib.contextmanager
-def plain_rules():
-    """Every primitive's plain VJP rule, and no cotangent owned by the backward pass."""
-    saved = {name: (p.vjp_into, p.builtin) for name, p in o.PRIMITIVES.items()}
+def plain_rules(*, keep=()):
+    """Every primitive's plain VJP rule: no in-place variant, no negation left to the backward pass, no
+    cotangent owned by it (``keep``: the fields of those to leave as they are)."""
+    off = {"vjp_into": None, "vjp_lazy": None, "odd": False, "builtin": False}
+    saved = {name: [getattr(p, f) for f in _FIELDS] for name, p in o.PRIMITIVES.items()}
     try:
         for p in o.PRIMITIVES.values():
-            p.vjp_into, p.builtin = None, False
+            for f in _FIELDS:
+                if f not in keep:
+                    setattr(p, f, off[f])
         yield
     finally:
-        for name, (into, builtin) in saved.items():
-            o.PRIMITIVES[name].vjp_into, o.PRIMITIVES[name].builtin = into, builtin
+        for name, values in saved.items():
+            for f, v in zip(_FIELDS, values):
+                setattr(o.PRIMITIVES[name], f, v)
 
 
 def _stencil(u):
@@ -118,11 +126,32 @@ def test_second_order_through_in_place_rules():
 def test_in_place_variants_count_their_ops():
     # revolve.ad.cost sees an op written into its cotangent as it sees the op that makes a new array
     f, args = CASES["rk2 stencil"]
-    with plain_rules():
+    with plain_rules(keep=("vjp_lazy", "odd", "builtin")):
         want = ad.grad_cost(f, *args)
     got = ad.grad_cost(f, *args)
     assert got.gradient.ops == want.gradient.ops and got.gradient.flops == want.gradient.flops
 
 
-def test_the_in_place_table_names_real_primitives():
-    assert set(rules.INPLACE) <= set(o.PRIMITIVES)
+def test_negations_left_to_the_backward_pass_save_their_passes():
+    # the stencil's rhs has -u and two subtractions: each negation folds into the sum or rule that follows
+    f, args = CASES["rk2 stencil"]
+    with plain_rules():
+        plain = ad.grad_cost(f, *args)
+    got = ad.grad_cost(f, *args)
+    assert got.gradient.ops == plain.gradient.ops - 6, (got.gradient, plain.gradient)
+    with plain_rules(keep=("vjp_into", "builtin")):
+        eager = ad.grad(f)(*args)
+    assert np.array_equal(ad.grad(f)(*args), eager)
+
+
+def test_a_returned_gradient_is_never_left_negated():
+    # a gradient that is a negation of the seed (-x, 3 - 2x, x - y) comes back as a plain array, negated
+    g = ad.grad(lambda x: ad.sum(-x))(np.ones(3))
+    assert type(g) is np.ndarray and np.array_equal(g, -np.ones(3))
+    gx, gy = ad.grad(lambda x, y: ad.sum(x - y), argnums=(0, 1))(np.ones(2), np.ones(2))
+    assert type(gy) is np.ndarray and np.array_equal(gx, np.ones(2)) and np.array_equal(gy, -np.ones(2))
+    g = ad.grad(lambda x: ad.sum(3.0 - x * 2.0))(np.ones(2))
+    assert type(g) is np.ndarray and np.array_equal(g, np.full(2, -2.0))
+    _, pb = ad.vjp(lambda x: -x, np.ones(2))
+    (g,) = pb(np.arange(2.0))
+    assert type(g) is np.ndarray and np.array_equal(g, -np.arange(2.0))

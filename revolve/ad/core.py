@@ -39,7 +39,8 @@ class Primitive:
     the arguments traced in a call, and a shape-only ``Meta`` for the rest (``rules.RETAIN``).
     """
 
-    __slots__ = ("name", "impl", "vjp", "jvp", "vjp_into", "builtin", "flops", "retain", "fwd", "_kept")
+    __slots__ = ("name", "impl", "vjp", "jvp", "vjp_into", "vjp_lazy", "odd", "builtin", "flops", "retain", "fwd",
+                 "_kept")
 
     def __init__(self, name: str, impl: Callable, flops: Callable | None = None):
         self.name = name
@@ -47,6 +48,8 @@ class Primitive:
         self.vjp: Callable | None = None
         self.jvp: Callable | None = None
         self.vjp_into: Callable | None = None  # the VJP rule writing into its cotangent (rules.INPLACE)
+        self.vjp_lazy: Callable | None = None  # the VJP rule leaving a negation to the backward pass (rules.LAZY)
+        self.odd = False  # its VJP rule is odd in the cotangent, bit for bit (rules.ODD)
         self.builtin = False  # a primitive of the rule table, whose rules return fresh arrays or views of g
         self.flops = flops
         self.retain: dict | None = None
@@ -547,12 +550,13 @@ class Tape:
 
     def backward(self, seeds: dict[int, Any], needed: list[int]) -> list[Any]:
         """Propagate cotangents ``seeds`` (tape index -> cotangent) back to the tape indices ``needed``."""
-        from .ops import add, p_add
+        from .ops import add, negative, p_add, p_neg, p_sub, subtract
 
         nodes = self.nodes
         cts: list[Any] = [None] * len(nodes)
         # tape indices whose cotangent is an array this pass owns (NOTE [ Cotangents written in place ] in
-        # rules.py): later contributions are added into it, and its node's rule may write its result into it
+        # rules.py): later contributions are added into it, and its node's rule may write its result into it;
+        # a cotangent may also be held negated (NOTE [ Negated cotangents ] in rules.py)
         owned: set[int] = set()
         ndarray = np.ndarray
         for i, g in seeds.items():
@@ -567,34 +571,86 @@ class Tape:
             want = [False] * len(args)
             for pos, _ in parents:
                 want[pos] = True
-            grads = None
             mine = i in owned
             if mine:
                 owned.discard(i)
-                if prim.vjp_into is not None and not any([isinstance(a, Tracer) for a in args]):
-                    grads = prim.vjp_into(g, node.out, want, *args, **node.params)
+            grads = None
+            negate = False
+            if type(g) is Negated:  # -g.value (plain numpy: only first-order rules leave negations)
+                g = g.value
+                if prim is p_neg:
+                    grads = (g,)  # -(-a) = a
+                elif prim.odd and not any([isinstance(a, Tracer) for a in args]):
+                    negate = True  # rule(-a) = -rule(a): run the rule on a, negate what it returns
+                else:
+                    g = bind(p_neg, g, out=g) if mine else negative(g)
+                    mine = type(g) is ndarray  # a fresh negation is this pass's too
             if grads is None:
-                grads = prim.vjp(g, node.out, want, *args, **node.params)
+                lazy, into = prim.vjp_lazy, prim.vjp_into
+                if ((lazy is not None or mine and into is not None) and not isinstance(g, Tracer)
+                        and not any([isinstance(a, Tracer) for a in args])):  # first order: plain numpy
+                    grads = (lazy or into)(g, node.out, want, *args, **node.params)
+                if grads is None:
+                    grads = prim.vjp(g, node.out, want, *args, **node.params)
+                if negate:
+                    grads = [None if c is None else c.value if type(c) is Negated else Negated(c) for c in grads]
             for pos, j in parents:
                 c = grads[pos]
                 if c is None:
                     continue
+                cn = type(c) is Negated
+                cv = c.value if cn else c
                 cur = cts[j]
                 if cur is None:
                     cts[j] = c
-                    if type(c) is ndarray and prim.builtin:
-                        base = c.base
-                        if ((base is None and c is not g or mine and (c is g or base is g and c.flags.writeable))
-                                and (len(parents) == 1 or _alone(c, pos, grads))
-                                and c is not node.out and all([c is not a for a in args])):
+                    if type(cv) is ndarray and prim.builtin:
+                        base = cv.base
+                        if ((base is None and cv is not g or mine and (cv is g or base is g and cv.flags.writeable))
+                                and (len(parents) == 1 or _alone(cv, pos, grads))
+                                and cv is not node.out and all([cv is not a for a in args])):
                             owned.add(j)  # NOTE [ Cotangents written in place ] in rules.py
-                elif j in owned and type(c) is ndarray and c.shape == cur.shape and c.dtype == cur.dtype:
-                    bind(p_add, cur, c, out=cur)  # bitwise the sum add(cur, c) would return
+                    continue
+                un = type(cur) is Negated
+                uv = cur.value if un else cur
+                fits = j in owned and type(cv) is ndarray and cv.shape == uv.shape and cv.dtype == uv.dtype
+                # each sum bitwise the one the negations written out would give: a + (-b) = a - b,
+                # (-a) + b = b - a, (-a) + (-b) = -(a + b)
+                if un == cn:
+                    if fits:
+                        bind(p_add, uv, cv, out=uv)
+                        continue
+                    total = add(uv, cv)
+                    cts[j] = Negated(total) if un else total
+                elif cn:
+                    if fits:
+                        bind(p_sub, uv, cv, out=uv)
+                        continue
+                    total = cts[j] = subtract(uv, cv)
                 else:
-                    cur = cts[j] = add(cur, c)
-                    if type(cur) is ndarray:
-                        owned.add(j)
-        return [cts[i] for i in needed]
+                    if fits:
+                        cts[j] = bind(p_sub, cv, uv, out=uv)
+                        continue
+                    total = cts[j] = subtract(cv, uv)
+                if type(total) is ndarray:
+                    owned.add(j)
+                else:
+                    owned.discard(j)
+        out = []
+        for i in needed:
+            g = cts[i]
+            if type(g) is Negated:
+                g = cts[i] = bind(p_neg, g.value, out=g.value) if i in owned else negative(g.value)
+            out.append(g)
+        return out
+
+
+class Negated:
+    """A cotangent held as -value until it is needed (NOTE [ Negated cotangents ] in rules.py)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value):
+        self.value = value
 
 
 def _alone(c, pos: int, grads) -> bool:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import ops as o
-from .core import shape_of, value_of
+from .core import Negated, shape_of, value_of
 from .ops import unbroadcast as unb
 
 
@@ -872,6 +872,28 @@ def into_pow(g, ans, want, x, y):
 INPLACE = {"multiply": into_mul, "divide": into_div, "negative": into_neg, "power": into_pow}
 
 
+# NOTE [ Negated cotangents ]: subtract's rule hands its second operand -g, negative's hands its operand -g;
+# written out, each is one more pass over an array, and the sum it then goes into another. The backward pass
+# can instead hold such a cotangent as ``Negated(g)`` and fold the sign into what comes next: a - b for
+# a + (-b), b - a for (-a) + b, -(a + b) for (-a) + (-b), and, for a node whose rule is odd in its cotangent
+# (``ODD``: rule(-g) = -rule(g) bit for bit, up to the sign of a zero), the rule run on g with its results
+# negated; a negation is written out only before any other rule and for a returned gradient. Each of these
+# is IEEE arithmetic's own identity (negation is exact; rounding is symmetric), so the numbers are those of
+# the rules above. First-order numpy only, like the in-place variants.
+
+def lazy_sub(g, ans, want, x, y):
+    return (unb(g, _shape(x)) if want[0] else None, Negated(unb(g, _shape(y))) if want[1] else None)
+
+
+def lazy_neg(g, ans, want, x):
+    return (Negated(g),)
+
+
+LAZY = {"subtract": lazy_sub, "negative": lazy_neg}
+ODD = frozenset({"add", "subtract", "multiply", "divide", "roll", "reshape", "transpose", "broadcast_to", "sum",
+                 "getitem"})
+
+
 def install() -> None:
     """Attach the table's rules to the primitives (once, at import)."""
     missing = set(o.PRIMITIVES) - set(RULES)
@@ -883,6 +905,8 @@ def install() -> None:
         prim = o.PRIMITIVES[name]
         prim.vjp, prim.jvp = vjp, jvp
         prim.vjp_into = INPLACE.get(name)
+        prim.vjp_lazy = LAZY.get(name)
+        prim.odd = name in ODD
         prim.builtin = True
         if name in RETAIN:
             prim.retain = {pos: (frozenset(args), out) for pos, (args, out) in RETAIN[name].items()}
