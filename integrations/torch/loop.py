@@ -24,33 +24,27 @@ protocol (NOTE [ The engine protocol ] in revolve/engine.py):
 - ``checkpointed_loop`` re-enters the forward's autocast state for the recomputations of its backward.
 
 NOTE [ Working memory ]: ``memory=`` bounds the allocator's peak over the whole call (the CPU allocator's
-bytes as torch.profiler's memory events count them; ``torch.cuda.max_memory_allocated`` on CUDA), not only what
-a plan counts (stored states and live tapes). Before planning, ``TorchEngine.measure_working`` records step 0
-and applies its pullback once to an adjoint of ones, counting the storages created at every operation's
-boundary; one step's working memory beyond the plan is then the larger of
+bytes as torch.profiler's memory events count them; ``torch.cuda.max_memory_allocated`` on CUDA), not only
+what a plan counts (stored states and live tapes). Before planning, ``TorchEngine.measure_working`` records
+step 0 and applies its pullback once to an adjoint of ones, counting the storages created at every
+operation's boundary. This recording is the run's evaluation of step 0 (handed to the executor, the RNG
+streams rewound in between), so the step runs exactly as often as the schedule says. One step's working
+memory beyond the plan is then the larger of
   (a) a recomputing advance during the reverse sweep: the adjoint, the working state, the step's own peak;
   (b) a reverse: its peak less the tape's saved storages (the plan counts those), which covers the adjoint,
       the step's output that the executor still holds, the backward's temporaries and gradients, plus the
       state the last advance produced (the executor holds it until its next advance);
-plus the parameters' gradient sum (NOTE [ Parameter gradients ]) and the RNG state the fronts keep to give the
-caller's stream back after the backward, less x_0 (a plan counts it as stored, but it is the caller's tensor);
-``checkpointed_loop`` adds one state, the gradient autograd hands its backward and holds until it returns.
-A schedule that never advances after its first reverse (periodic, store-all) holds neither (a) nor the state
-of an advance beside a reverse, and a periodic one counts each segment's first input twice (as a snapshot and
-in the first tape, which keeps it): with n_steps the front plans within ``memory`` less that lighter working
-memory (less one state more for periodic) and keeps the plan if it is of that kind; otherwise the executor
-plans within ``memory`` less the working memory of any schedule. This recording is the run's evaluation of step 0 (handed to
-the executor, the RNG streams rewound in between), so the step runs exactly as often as the schedule says.
+plus the parameters' gradient sum (NOTE [ Parameter gradients ]) and the RNG state the fronts keep to give
+the caller's stream back after the backward, less x_0 (a plan counts it as stored, but it is the caller's
+tensor); ``checkpointed_loop`` adds one state, the gradient autograd hands its backward and holds until it
+returns. A schedule that never advances after its first reverse (periodic, store-all) holds neither (a) nor
+the state of an advance beside a reverse, and a periodic one counts each segment's first input twice (as a
+snapshot and in the first tape, which keeps it): with n_steps the front plans within ``memory`` less that
+lighter working memory (less one state more for periodic) and keeps the plan if it is of that kind;
+otherwise the executor plans within ``memory`` less the working memory of any schedule.
 Not covered: what the loss computes beyond its adjoint, and temporaries a kernel allocates and frees inside
 one operation (convolution workspace: on CPU, where the profiler cannot be started inside a caller's
 profile, these are invisible at operation boundaries).
-
-NOTE [ Parameter gradients ]) and the RNG state the fronts keep to give the
-caller's stream back after the backward, less x_0 (a plan counts it as stored, but it is the caller's tensor). The executor plans within ``memory`` less that. This recording is the run's
-evaluation of step 0 (handed to the executor, the RNG streams rewound in between), so the step runs exactly
-as often as the schedule says. Not covered: what the loss computes beyond its adjoint, and temporaries a
-kernel allocates and frees inside one operation (convolution workspace: on CPU, where the profiler cannot be
-started inside a caller's profile, these are invisible at operation boundaries).
 
 NOTE [ Parameter gradients ]: ``apply`` adds each reverse's parameter gradients into the engine's own sum, in
 place (the first contribution becomes the sum unless it shares memory with an adjoint), and returns None for
@@ -84,7 +78,8 @@ from revolve.ad import tree_unflatten as _tree_unflatten
 from revolve._check import check_int
 from revolve.errors import InfeasibleBudget, RevolveInternalError
 from revolve.actions import Advance, Reverse
-from revolve.executor import GradientResult, StepMeasurement, _check_slots, _note, _run_gradient, _start, plan_for_memory
+from revolve.executor import (GradientResult, StepMeasurement, _check_slots, _note, _run_gradient, _start,
+                               plan_for_memory)
 from revolve.storage import TerminationGuard
 
 from ._meters import PeakStorages
