@@ -580,15 +580,14 @@ class Tape:
                 g = g.value
                 if prim is p_neg:
                     grads = (g,)  # -(-a) = a
-                elif prim.odd and not any([isinstance(a, Tracer) for a in args]):
+                elif prim.odd and _plain(args):
                     negate = True  # rule(-a) = -rule(a): run the rule on a, negate what it returns
                 else:
                     g = bind(p_neg, g, out=g) if mine else negative(g)
                     mine = type(g) is ndarray  # a fresh negation is this pass's too
             if grads is None:
                 lazy, into = prim.vjp_lazy, prim.vjp_into
-                if ((lazy is not None or mine and into is not None) and not isinstance(g, Tracer)
-                        and not any([isinstance(a, Tracer) for a in args])):  # first order: plain numpy
+                if (lazy is not None or mine and into is not None) and not isinstance(g, Tracer) and _plain(args):
                     grads = (lazy or into)(g, node.out, want, *args, **node.params)
                 if grads is None:
                     grads = prim.vjp(g, node.out, want, *args, **node.params)
@@ -607,7 +606,7 @@ class Tape:
                         base = cv.base
                         if ((base is None and cv is not g or mine and (cv is g or base is g and cv.flags.writeable))
                                 and (len(parents) == 1 or _alone(cv, pos, grads))
-                                and cv is not node.out and all([cv is not a for a in args])):
+                                and cv is not node.out and _not_in(cv, args)):
                             owned.add(j)  # NOTE [ Cotangents written in place ] in rules.py
                     continue
                 un = type(cur) is Negated
@@ -651,6 +650,22 @@ class Negated:
 
     def __init__(self, value):
         self.value = value
+
+
+def _plain(args) -> bool:
+    """True when no argument is a tracer (first order: the rule's operands are numpy values)."""
+    for a in args:
+        if isinstance(a, Tracer):
+            return False
+    return True
+
+
+def _not_in(c, args) -> bool:
+    """True when c is none of ``args`` (by identity)."""
+    for a in args:
+        if a is c:
+            return False
+    return True
 
 
 def _alone(c, pos: int, grads) -> bool:
