@@ -155,3 +155,26 @@ def test_a_returned_gradient_is_never_left_negated():
     _, pb = ad.vjp(lambda x: -x, np.ones(2))
     (g,) = pb(np.arange(2.0))
     assert type(g) is np.ndarray and np.array_equal(g, -np.arange(2.0))
+
+
+def test_a_view_of_a_cotangent_keeps_it_from_being_written():
+    # add hands its cotangent to x * 3 and to reshape(y): reshape's rule (run first) passes a view of it to y;
+    # x * 3's in-place rule must then not overwrite the array y's view shows
+    w = rng.standard_normal((3, 4))
+    f = lambda x, y: ad.sum((x * 3.0 + ad.reshape(y, (3, 4))) * w)
+    x, y = rng.standard_normal((3, 4)), rng.standard_normal(12)
+    gx, gy = ad.grad(f, argnums=(0, 1))(x, y)
+    np.testing.assert_array_equal(gx, 3.0 * w)
+    np.testing.assert_array_equal(gy, w.ravel())
+
+
+def test_the_callers_cotangent_is_never_written():
+    ct = np.arange(1.0, 4.0)
+    before = ct.copy()
+    for f in (lambda x: x * 2.0 + x, lambda x: -(x * 2.0) - x / 3.0, lambda x: ad.reshape(x * 2.0, (3,)) + x):
+        _, pb = ad.vjp(f, np.ones(3))
+        (g,) = pb(ct)
+        with plain_rules():
+            (want,) = pb(ct)
+        assert np.array_equal(g, want)
+        assert np.array_equal(ct, before)

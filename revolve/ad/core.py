@@ -554,10 +554,10 @@ class Tape:
 
         nodes = self.nodes
         cts: list[Any] = [None] * len(nodes)
-        # tape indices whose cotangent is an array this pass owns (NOTE [ Cotangents written in place ] in
-        # rules.py): later contributions are added into it, and its node's rule may write its result into it;
-        # a cotangent may also be held negated (NOTE [ Negated cotangents ] in rules.py)
-        owned: set[int] = set()
+        # arrays this pass made (NOTE [ Cotangents written in place ] in rules.py), by id: how many cotangent
+        # slots hold each (itself, a view of it, or it negated: NOTE [ Negated cotangents ]); a slot that is the
+        # only holder may add into it and its node's rule may write into it
+        ours: dict[int, int] | None = {}
         ndarray = np.ndarray
         for i, g in seeds.items():
             cts[i] = g if cts[i] is None else add(cts[i], g)
@@ -571,20 +571,27 @@ class Tape:
             want = [False] * len(args)
             for pos, _ in parents:
                 want[pos] = True
-            mine = i in owned
-            if mine:
-                owned.discard(i)
             grads = None
             negate = False
+            gv = g.value if type(g) is Negated else g
+            held = _key(gv, ours)  # the array of this pass that this slot held (or viewed)
+            mine = held is not None and ours[held] == 1 and gv.flags.writeable
             if type(g) is Negated:  # -g.value (plain numpy: only first-order rules leave negations)
                 g = g.value
                 if prim is p_neg:
                     grads = (g,)  # -(-a) = a
                 elif prim.odd and _plain(args):
                     negate = True  # rule(-a) = -rule(a): run the rule on a, negate what it returns
+                elif mine:
+                    g = bind(p_neg, g, out=g)
                 else:
-                    g = bind(p_neg, g, out=g) if mine else negative(g)
-                    mine = type(g) is ndarray  # a fresh negation is this pass's too
+                    g = negative(g)
+                    if type(g) is ndarray and ours is not None:  # a fresh negation is this pass's too
+                        if held is not None:
+                            _release(held, ours)
+                        held = id(g)
+                        ours[held] = 1
+                        mine = True
             if grads is None:
                 lazy, into = prim.vjp_lazy, prim.vjp_into
                 if (lazy is not None or mine and into is not None) and not isinstance(g, Tracer) and _plain(args):
@@ -602,16 +609,23 @@ class Tape:
                 cur = cts[j]
                 if cur is None:
                     cts[j] = c
-                    if type(cv) is ndarray and prim.builtin:
+                    if type(cv) is ndarray and ours is not None:
                         base = cv.base
-                        if ((base is None and cv is not g or mine and (cv is g or base is g and cv.flags.writeable))
-                                and (len(parents) == 1 or _alone(cv, pos, grads))
-                                and cv is not node.out and _not_in(cv, args)):
-                            owned.add(j)  # NOTE [ Cotangents written in place ] in rules.py
+                        if base is None:
+                            if id(cv) in ours:
+                                ours[id(cv)] += 1
+                            elif cv is not g and prim.builtin and cv is not node.out and _not_in(cv, args):
+                                ours[id(cv)] = 1  # a fresh array of a built-in rule
+                        elif type(base) is not ndarray:
+                            ours = None  # a view whose owner numpy does not say: no more writing in place
+                        elif id(base) in ours:
+                            ours[id(base)] += 1  # every view counts, read-only ones too
                     continue
                 un = type(cur) is Negated
                 uv = cur.value if un else cur
-                fits = j in owned and type(cv) is ndarray and cv.shape == uv.shape and cv.dtype == uv.dtype
+                key = _key(uv, ours)
+                fits = (key is not None and ours[key] == 1 and uv.flags.writeable and type(cv) is ndarray
+                        and cv.shape == uv.shape and cv.dtype == uv.dtype)
                 # each sum bitwise the one the negations written out would give: a + (-b) = a - b,
                 # (-a) + b = b - a, (-a) + (-b) = -(a + b)
                 if un == cn:
@@ -630,17 +644,40 @@ class Tape:
                         cts[j] = bind(p_sub, cv, uv, out=uv)
                         continue
                     total = cts[j] = subtract(cv, uv)
-                if type(total) is ndarray:
-                    owned.add(j)
-                else:
-                    owned.discard(j)
+                if key is not None:
+                    _release(key, ours)
+                if type(total) is ndarray and ours is not None:
+                    ours[id(total)] = 1
+            if held is not None:
+                _release(held, ours)  # after the parents took what they hold of it
         out = []
         for i in needed:
             g = cts[i]
             if type(g) is Negated:
-                g = cts[i] = bind(p_neg, g.value, out=g.value) if i in owned else negative(g.value)
+                key = _key(g.value, ours)
+                g = cts[i] = (bind(p_neg, g.value, out=g.value) if key is not None and ours[key] == 1
+                              and g.value.flags.writeable else negative(g.value))
             out.append(g)
         return out
+
+
+def _key(v, ours: dict | None):
+    """The id of the array of this pass that v is or views (None if none: NOTE [ Cotangents written in place ])."""
+    if ours is None or type(v) is not np.ndarray:
+        return None
+    base = v.base
+    key = id(v) if base is None else id(base)
+    return key if key in ours else None
+
+
+def _release(key: int, ours: dict | None) -> None:
+    if ours is None:
+        return
+    n = ours[key] - 1
+    if n:
+        ours[key] = n
+    else:
+        del ours[key]
 
 
 class Negated:
@@ -664,15 +701,6 @@ def _not_in(c, args) -> bool:
     """True when c is none of ``args`` (by identity)."""
     for a in args:
         if a is c:
-            return False
-    return True
-
-
-def _alone(c, pos: int, grads) -> bool:
-    """True when no other parent's cotangent in ``grads`` is c or may share its memory (a rule may hand one array,
-    or views of it, to several parents: then none of them may write into it)."""
-    for p, d in enumerate(grads):
-        if p != pos and d is not None and (d is c or type(d) is np.ndarray and np.may_share_memory(c, d)):
             return False
     return True
 
