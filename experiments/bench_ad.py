@@ -13,6 +13,11 @@
    median of one setting's per-round times. Flop ratios are the engine's own counts.
 3. Per-op overhead: a chain of scalar operations (x = x * c + d on a 0-d array): microseconds per operation of
    plain numpy, of the recorded forward pass, and of the whole gradient, beside torch's gradient.
+4. revolve.gradient's memory against its plan: the Lorenz example (RK4 steps of a 3-vector, a tape of about 24 KB
+   of small objects) under Revolve with 10 snapshots, tracemalloc's peak for the whole call beside the plan's
+   peak (``stats.predicted.peak_memory``: the snapshots and the live tapes), with CPython's free lists emptied
+   once before the call, and emptied between the schedule's actions (NOTE [ Measuring with tracemalloc ] in
+   tests/test_ad_tape.py: tracemalloc counts memory on a free list as allocated).
 
 Writes docs/logs/bench_ad.txt (not with --quick).
 """
@@ -277,6 +282,56 @@ def per_op_table(n_ops: int, rounds: int, log):
     log("")
 
 
+# ---- 4. revolve.gradient's memory against its plan ---------------------------------------------------
+
+def gradient_memory_table(steps, log):
+    import gc
+    import tracemalloc
+
+    import revolve
+    from revolve.examples import lorenz
+
+    step, s0, params, loss = lorenz()
+
+    def emptied(schedule):
+        def actions():
+            for action in schedule:
+                gc.collect()
+                yield action
+
+        return revolve.Schedule(actions, n_steps=schedule.n_steps, kind=schedule.kind, params=schedule.params)
+
+    def peak(n, between):
+        plan = revolve.binomial(n, snapshots=10)
+        run = lambda sc: revolve.gradient(step, s0, n_steps=n, loss=loss, params=params, schedule=sc)
+        run(plan)  # warm
+        gc.collect()
+        gc.freeze()  # the collections between actions then only look at the run's objects
+        try:
+            tracemalloc.start()
+            try:
+                base, _ = tracemalloc.get_traced_memory()
+                r = run(emptied(plan) if between else plan)
+                _, top = tracemalloc.get_traced_memory()
+            finally:
+                tracemalloc.stop()
+        finally:
+            gc.unfreeze()
+        return top - base, r.stats
+
+    log("4. revolve.gradient's memory against its plan: Lorenz (RK4, 3-vector), Revolve with 10 snapshots, "
+        "tracemalloc's peak of the whole call")
+    log(f"{'steps':>6} {'plan':>9} {'one tape':>9} {'peak, free lists emptied once':>30} "
+        f"{'peak, emptied between actions':>30}")
+    for n in steps:
+        once, stats = peak(n, False)
+        between, _ = peak(n, True)
+        plan = stats.predicted.peak_memory
+        log(f"{n:>6} {plan / 1024:>7.1f}KB {stats.tape_bytes / 1024:>7.1f}KB {once / 1024:>20.1f}KB ({once / plan:.2f}x) "
+            f"{between / 1024:>20.1f}KB ({between / plan:.2f}x)")
+    log("")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=7, help="interleaved shuffled rounds (default 7)")
@@ -313,6 +368,7 @@ def main(argv=None) -> int:
     memory_table(mem, log)
     timing_table(timed, rounds, target, log)
     per_op_table(n_ops, rounds, log)
+    gradient_memory_table((30, 100) if args.quick else (100, 300, 1000), log)
     log(f"took {time.perf_counter() - wall:.0f} s")
     if not args.quick:
         out = ROOT / "docs" / "logs" / "bench_ad.txt"
