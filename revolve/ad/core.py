@@ -143,11 +143,16 @@ class _Sizes:
 
     def add(self, v) -> None:
         """Count ``v`` and what it holds (a row per reference; ``total`` counts each object once)."""
-        if isinstance(v, _SHARED) or v is Ellipsis or v is _NO_PARAMS or id(v) in self.exclude:
+        t = type(v)
+        if t is float or t is _F64:  # the scalars of scalar-heavy steps first: no children, never excluded
+            size = _getsizeof(v)
+        elif t is Meta and _metas.get((v.shape, v.dtype)) is v:  # shared: lives in the cache anyway
             return
-        if type(v) is int and -5 <= v <= 256:  # CPython's cached small ints live anyway
+        elif isinstance(v, _SHARED) or v is Ellipsis or v is _NO_PARAMS or id(v) in self.exclude:
             return
-        if isinstance(v, np.ndarray):
+        elif t is int and -5 <= v <= 256:  # CPython's cached small ints live anyway
+            return
+        elif isinstance(v, np.ndarray):
             size = sys.getsizeof(v)  # includes the data when v owns it
             base = v.base
             if base is not None:
@@ -163,9 +168,7 @@ class _Sizes:
             size = sys.getsizeof(v)
             for c in v.values():
                 self.add(c)
-        elif isinstance(v, Meta):  # a shared one (``_slim``) lives in the cache whether or not this tape keeps it
-            if _metas.get((v.shape, v.dtype)) is v:
-                return
+        elif isinstance(v, Meta):  # one of its own (the shared ones returned above)
             size = sys.getsizeof(v)
             self.add(v.shape)
         elif isinstance(v, slice):
@@ -198,6 +201,8 @@ class _Sizes:
         return total
 
 
+_F64 = np.float64
+_getsizeof = sys.getsizeof
 _ROW_SIZE = 1 << 20  # objects below this size are packed into one int64 row with their id (_Sizes)
 _ROW_ID_LIMIT = 1 << 47  # ids below this (every address of a 47-bit user space) fit the row's upper 43 bits
 
