@@ -178,3 +178,28 @@ def test_the_callers_cotangent_is_never_written():
             (want,) = pb(ct)
         assert np.array_equal(g, want)
         assert np.array_equal(ct, before)
+
+
+def test_a_custom_rule_may_keep_its_cotangent():
+    # a user's backward rule that keeps g (here: returns it and stashes it) must find it unchanged afterwards
+    kept = []
+
+    @ad.custom_vjp
+    def ident(x):
+        return x * 1.0
+
+    def fwd(x):
+        return ident(x), None
+
+    def bwd(res, g):
+        kept.append((g, np.array(g, copy=True)))
+        return (g,)
+
+    ident.defvjp(fwd, bwd)
+    f = lambda x: ad.sum(ident(x * 2.0) * 3.0 + x * 0.0) * 1.0
+    x = rng.standard_normal(5)
+    g = ad.grad(lambda x: ad.sum(ident(x * 3.0 / 7.0) * 2.0 + ident(x) * 5.0))(x)
+    np.testing.assert_allclose(g, 3.0 / 7.0 * 2.0 + 5.0, rtol=1e-15)
+    ad.grad(f)(x)
+    for arr, copy in kept:
+        assert np.array_equal(arr, copy)

@@ -580,6 +580,9 @@ class Tape:
             negate = False
             gv = g.value if type(g) is Negated else g
             held = _key(gv, ours)  # the array of this pass that this slot held (or viewed)
+            if held is not None and not prim.builtin:
+                del ours[held]  # a user's rule (custom_vjp) may keep g: never write into it again
+                held = None
             mine = held is not None and ours[held] == 1 and gv.flags.writeable
             if type(g) is Negated:  # -g.value (plain numpy: only first-order rules leave negations)
                 g = g.value
