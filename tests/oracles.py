@@ -154,3 +154,18 @@ def random_schedule(n, rng, levels=("ram",)):
     acts = [Snapshot(a.index, str(rng.choice(levels))) if isinstance(a, Snapshot) else a
             for a in _rebuild(n, 0, choose, zeros, zeros)]
     return Schedule.from_actions(acts, n_steps=n, kind="random")
+
+
+def allocator_peak(fn) -> int:
+    """Peak bytes the CPU allocator holds while ``fn()`` runs, above what it held before: the running sum of
+    torch.profiler's memory events (one per allocation and free), read here without the adapter's meters."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    events = sorted((e.start_ns(), e.nbytes()) for e in prof.profiler.kineto_results.events() if e.name() == "[memory]")
+    live = peak = 0
+    for _, nbytes in events:
+        live += nbytes
+        peak = max(peak, live)
+    return peak

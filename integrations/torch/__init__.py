@@ -25,8 +25,10 @@ What the budget covers (``working_memory=True``, the default): the training step
 every storage the forward, the loss and the backward create: the stored layer inputs, what autograd saves
 for the layers whose tapes are live (a saved input or output is the activation itself and counts once),
 the activation being computed, layer temporaries, the gradients of activations, the parameters'
-gradients, and the output, which the caller holds through the backward. With ``working_memory=False``:
-only the stored inputs and live tapes.
+gradients, and the output, which the caller holds through the backward, and the RNG states the adapter keeps. Layers are
+measured with the allocator (``allocator_peak``'s meter: CUDA's statistics, torch.profiler's memory events
+on the CPU), so kernel workspace counts. What the rest of the step holds beside the model (a head, a
+loss) goes in ``outside=``. With ``working_memory=False``: only the stored inputs and live tapes.
 Consecutive recorded layers form one autograd graph, as in the plain model, and a recording that starts
 a segment takes its input as a view of x through an identity autograd node rather than as a leaf, so
 nothing else is held. Gradients live no longer than in plain autograd: the output's gradient is taken
@@ -37,7 +39,7 @@ nothing), and what the loss computes beyond the output's gradient.
 
 Only this package imports torch. Its files: ``profiling`` (layers into a Chain), ``planning`` (a schedule
 under a budget), ``runner`` (the schedule executed with autograd), ``sequential`` (the module and
-functional fronts), ``_meters`` (saved-storage and peak meters, timer), ``_state`` (autocast and RNG state a
+functional fronts), ``_meters`` (saved-storage, storage-peak and allocator meters, timer), ``_state`` (autocast and RNG state a
 recomputation re-enters), ``_graph`` (autograd graph helpers shared by profiling and the runner).
 """
 
@@ -47,7 +49,7 @@ except ImportError as e:  # pragma: no cover - exercised in a subprocess by the 
     raise ImportError('revolve.integrations.torch needs PyTorch, which is not installed: '
                       'pip install "revolve[torch]" (pins the CPU build, torch==2.13.0)') from e
 
-from ._meters import PeakStorages
+from ._meters import PeakStorages, allocator_peak
 from .planning import plan
 from .profiling import profile
 from .runner import RunStats
@@ -55,4 +57,4 @@ from .sequential import CheckpointedSequential, checkpoint_sequential, run_block
 from .loop import HostStorage, TorchEngine, checkpointed_loop, gradient
 
 __all__ = ["profile", "CheckpointedSequential", "checkpoint_sequential", "run_blocks", "plan", "RunStats",
-           "PeakStorages", "gradient", "checkpointed_loop", "TorchEngine", "HostStorage"]
+           "PeakStorages", "allocator_peak", "gradient", "checkpointed_loop", "TorchEngine", "HostStorage"]

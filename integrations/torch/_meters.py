@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 import weakref
 
@@ -81,6 +82,102 @@ class PeakStorages(TorchDispatchMode):
         return out
 
 
+class _AllocatorPhases:
+    """Bytes the allocator holds over named phases of a block, relative to the moment the block was entered.
+
+    What the allocator sees, not what dispatch sees: workspace a kernel allocates inside itself (a
+    convolution's backward), RNG state copies and everything else count. On CUDA, per phase,
+    ``torch.cuda.max_memory_allocated`` after a reset of the peak; on the CPU, which keeps no statistics,
+    torch.profiler's memory events (one event per allocation and free), each phase a ``record_function``
+    range. ``peaks[name]`` is a phase's peak above the bytes allocated when the block was entered.
+    Falls back to ``PeakStorages`` (storages created, kernel workspace unseen) when the profiler is
+    unavailable or already running; ``exact`` says which was used.
+    """
+
+    _PREFIX = "revolve.phase."
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.peaks: dict = {}
+        self.cuda = device.type == "cuda"
+        self.exact = self.cuda or (torch.autograd.kineto_available()
+                                   and not torch.autograd.profiler._is_profiler_enabled)
+        self._stack = contextlib.ExitStack()
+
+    def __enter__(self):
+        if self.cuda:
+            torch.cuda.synchronize(self.device)
+            self.base = torch.cuda.memory_allocated(self.device)
+        elif self.exact:
+            from torch.profiler import ProfilerActivity, profile
+
+            self.prof = self._stack.enter_context(profile(activities=[ProfilerActivity.CPU], profile_memory=True))
+        else:
+            self.fallback = self._stack.enter_context(PeakStorages())
+        return self
+
+    @contextlib.contextmanager
+    def phase(self, name: str):
+        if self.cuda:
+            torch.cuda.synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+            yield
+            torch.cuda.synchronize(self.device)
+            self.peaks[name] = max(0, torch.cuda.max_memory_allocated(self.device) - self.base)
+        elif self.exact:
+            with torch.profiler.record_function(self._PREFIX + name):
+                yield
+        else:
+            m = self.fallback
+            m.peak = m.cur
+            yield
+            self.peaks[name] = max(0, m.peak)
+
+    def __exit__(self, *exc):
+        self._stack.close()
+        if exc[0] is None and self.exact and not self.cuda:
+            self._read(self.prof.profiler.kineto_results.events())
+        return False
+
+    def _read(self, events):
+        """Each phase's peak from the profiler's events: the running sum of allocations and frees."""
+        memory, ranges = [], []
+        for e in events:
+            if e.name() == "[memory]":
+                memory.append((e.start_ns(), e.nbytes()))
+            elif e.name().startswith(self._PREFIX):
+                ranges.append((e.start_ns(), e.end_ns(), e.name()[len(self._PREFIX):]))
+        memory.sort()
+        times, live, total = [], [], 0
+        for t, nbytes in memory:
+            total += nbytes
+            times.append(t)
+            live.append(total)
+        import bisect
+
+        for start, end, name in ranges:
+            i = bisect.bisect_left(times, start)
+            j = bisect.bisect_right(times, end)
+            before = live[i - 1] if i > 0 else 0
+            self.peaks[name] = max(0, max([before] + live[i:j]))
+
+
+def allocator_peak(fn, device: torch.device | str = "cpu") -> int:
+    """Peak bytes the allocator holds while ``fn()`` runs, above what it held before (see ``_AllocatorPhases``).
+
+    The meter the adapter plans with: use it to size ``outside=`` (what the rest of a training step, a
+    head and a loss, holds beside the checkpointed stack).
+
+    Example:
+        >>> allocator_peak(lambda: torch.ones(1000).exp()) >= 8000
+        True
+    """
+    with _AllocatorPhases(torch.device(device)) as m:
+        with m.phase("all"):
+            fn()
+    return m.peaks["all"]
+
+
 class _Timer:
     """Seconds spent in a block: CUDA events on a GPU (device time), perf_counter on the CPU."""
 
@@ -105,5 +202,3 @@ class _Timer:
             self.seconds = time.perf_counter() - self.t
         return False
 
-
-# ---- side inputs -------------------------------------------------------------------------------------

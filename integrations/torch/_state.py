@@ -43,6 +43,17 @@ def _get_rng(x: torch.Tensor):
     return torch.get_rng_state(), cuda
 
 
+def _rng_drawn(before, after) -> bool:
+    """Whether random numbers were drawn between two ``_get_rng`` readings."""
+    return not (torch.equal(before[0], after[0]) and (before[1] is None or torch.equal(before[1], after[1])))
+
+
+def _rng_bytes(x: torch.Tensor) -> int:
+    """Bytes of one RNG state as ``_get_rng`` takes it (the CPU generator's, and the device's on CUDA)."""
+    cpu, cuda = _get_rng(x)
+    return cpu.numel() + (cuda.numel() if cuda is not None else 0)
+
+
 @contextlib.contextmanager
 def _replay(buffers: list, rng_state, x: torch.Tensor):
     """Run a recomputation: the first run's RNG state, the caller's stream untouched, ``buffers`` restored."""

@@ -61,5 +61,3 @@ def plan(chain: Chain, *, memory: float, strategy: Strategy = "optimal", slots: 
         )
     return best
 
-
-# ---- execution ---------------------------------------------------------------------------------------

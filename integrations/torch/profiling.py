@@ -9,8 +9,8 @@ from torch.autograd.graph import get_gradient_edge
 
 from revolve import Chain
 
-from ._meters import PeakStorages, _SavedStorages, _Timer, _owned_keys, _storage_key
-from ._state import _autocast_on, _autocast_state, _rng_devices
+from ._meters import _AllocatorPhases, _SavedStorages, _Timer, _owned_keys, _storage_key
+from ._state import _autocast_on, _autocast_state, _get_rng, _rng_bytes, _rng_devices, _rng_drawn
 from ._graph import _IN_PLACE, _grad_releasing, _graph_input, _no_in_place
 
 
@@ -123,33 +123,34 @@ def _working_memory(layer: nn.Module, x: torch.Tensor, held_by_tape: int, extra:
                     side: tuple = ()) -> tuple[float, float, float]:
     """A layer's moment peaks beyond what is held, its input aside: (forward, record, backward) overheads.
 
-    Measured once with ``PeakStorages``: the storages the no-grad forward creates (output, temporaries);
-    those a recording creates beyond ``held_by_tape`` (what the chain charges to its tape); and, during
-    the backward, everything alive beyond ``held_by_tape`` and the incoming gradient: the input's
-    gradient, parameter gradients and temporaries, less the saved tensors autograd frees as it goes. The
-    incoming gradient is counted apart (``adjoint_bytes``), but it is alive only until the layer's first
-    node has run, as in the runner: a layer of several nodes can peak after it is gone.
+    Measured once with the allocator (``_AllocatorPhases``: kernel workspace included): the bytes the
+    no-grad forward allocates (output, temporaries); those a recording allocates beyond ``held_by_tape``
+    (what the chain charges to its tape); and, during the backward, everything alive beyond
+    ``held_by_tape`` and the incoming gradient: the input's gradient, parameter gradients and
+    temporaries, less the saved tensors autograd frees as it goes. The incoming gradient is counted apart
+    (``adjoint_bytes``), but it is alive only until the layer's first node has run, as in the runner: a
+    layer of several nodes can peak after it is gone.
     """
-    with torch.no_grad(), PeakStorages() as m:
-        y = layer(x, *side)
-    forward = m.peak
-    del y
     x_in = _graph_input(x) if x.is_floating_point() else x.detach()
-    backward = 0
-    with PeakStorages() as m:
-        with torch.enable_grad():
+    with _AllocatorPhases(x.device) as m:
+        with m.phase("forward"), torch.no_grad():
+            y = layer(x, *side)
+        del y
+        with m.phase("record"), torch.enable_grad():
             out = layer(x_in, *side)
-        record = max(0, m.peak - held_by_tape)
         if out.requires_grad and out is not x_in:
             edge = get_gradient_edge(out)
             inputs = _grad_inputs(layer, x_in, extra + _side_leaves(side))
             adjoint = [torch.ones_like(out)]
             incoming = _storage_key(adjoint[0])[1]
             del out  # the runner drops the working state before a reverse
-            m.peak = m.cur
-            _grad_releasing(edge, inputs, adjoint)  # its results count until freed
-            backward = max(0, m.peak - held_by_tape - incoming)
-    return float(forward), float(record), float(backward)
+            with m.phase("backward"):
+                _grad_releasing(edge, inputs, adjoint)  # its results count until freed
+        else:
+            del out
+    record = max(0, m.peaks["record"] - held_by_tape)
+    backward = max(0, m.peaks["backward"] - held_by_tape - incoming) if "backward" in m.peaks else 0
+    return float(m.peaks["forward"]), float(record), float(backward)
 
 
 def profile(model, example_input: torch.Tensor, *side, repeats: int = 5, working_memory: bool = True) -> Chain:
@@ -202,6 +203,7 @@ def _profile(model, example_input: torch.Tensor, *, repeats: int, working_memory
     fwd, bwd, states, tapes, holds_in, holds_out = [], [], [0.0], [], [], []
     f_over, r_over, b_over, adjoints = [], [], [], [float(_storage_key(x)[1]) if x.is_floating_point() else 0.0]
     saved_buffers = [(b, b.detach().clone()) for m in layers for b in m.buffers()]
+    random: list = []  # per layer: whether it draws random numbers (dropout)
     extras: list = []  # per layer: leaves requiring grad reached from outside (_reached_from_outside)
     try:
         with torch.random.fork_rng(devices=_rng_devices(x)):
@@ -209,8 +211,11 @@ def _profile(model, example_input: torch.Tensor, *, repeats: int, working_memory
                 ft, bt, tape, y = [], [], 0, None
                 for rep in range(max(1, repeats) + 1):  # the first run only warms up
                     version = x._version
+                    rng = _get_rng(x) if rep == 0 else None
                     with torch.no_grad(), _Timer(x.device) as timer:
                         y = layer(x, *side)
+                    if rep == 0:  # a layer that draws random numbers: the runner keeps its RNG state
+                        random.append(_rng_drawn(rng, _get_rng(x)))
                     if x._version != version:
                         raise RuntimeError(_IN_PLACE.format(i=li, layer=layer))
                     ft.append(timer.seconds)
@@ -244,6 +249,10 @@ def _profile(model, example_input: torch.Tensor, *, repeats: int, working_memory
                 if working_memory:
                     kept_out = keys[out_key] if keeps_out else 0
                     fo, ro, bo = _working_memory(layer, x, int(tape) + kept_out, extras[li], side)
+                    # the runner's own bytes at this layer's evaluations: two RNG states read around a first
+                    # evaluation, and a recomputation's copies of the layer's buffers (restored after it)
+                    runner = 2 * _rng_bytes(x) + sum(b.numel() * b.element_size() for b in layer.buffers())
+                    fo, ro = fo + runner, ro + runner
                     f_over.append(fo)  # the input counts while the layer runs unless held: the simulator adds it
                     r_over.append(ro)
                     b_over.append(bo)
@@ -260,6 +269,8 @@ def _profile(model, example_input: torch.Tensor, *, repeats: int, working_memory
         # loss.backward()``): a constant on every moment, so keeping it as a state costs nothing more;
         # with it, the scalar loss and the loss's gradient (one element each)
         output = states[-1] + (2 * x.element_size() if x.is_floating_point() else 0)
+        # and the RNG state of every layer that draws random numbers, which the runner keeps for replays
+        output += sum(random) * _rng_bytes(x)
         if fresh_out:  # the last layer's overheads include making the output: counted by the constant now
             f_over[-1] = max(0.0, f_over[-1] - states[-1])
             if not holds_out[-1]:  # (a kept output is the tape's, already left out of record_overhead)
@@ -305,5 +316,3 @@ def _check_input(layers, x, where, layer_params=None):
             break
     return x
 
-
-# ---- planning ----------------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ import revolve
 from revolve import Advance, Discard, Record, Restore, Reverse, Schedule, Snapshot
 
 from ._meters import _SavedStorages, _owned_keys, _storage_key
-from ._state import _autocast_state, _get_rng, _reenter_autocast, _replay
+from ._state import _autocast_state, _get_rng, _reenter_autocast, _replay, _rng_drawn
 from ._graph import _IN_PLACE, _grad_releasing, _graph_input, _no_in_place, _stand_in
 
 
@@ -106,7 +106,7 @@ class _Runner:
             y = layer(x, *self.side)
             after = _get_rng(x)
             # keep the state only for layers that drew random numbers (dropout): a replay needs it
-            if not (torch.equal(before[0], after[0]) and (before[1] is None or torch.equal(before[1], after[1]))):
+            if _rng_drawn(before, after):
                 self.rng[i] = before
             self.first_unseen = i + 1
             return y

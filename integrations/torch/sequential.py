@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 import revolve
-from revolve import Chain, Schedule
+from revolve import Chain, InfeasibleBudget, Schedule
 
 from ._state import _autocast_state
 from .profiling import _check_input, _layers, _profile, _side_aliases, _side_key, _side_leaves
@@ -28,6 +28,10 @@ class CheckpointedSequential(nn.Module):
         strategy: "optimal" (default, the DP), "binomial", "periodic" or "store_all".
         slots: memory discretization of the DP (default 500).
         working_memory: plan for the whole working memory (see ``profile``), not only what is kept.
+        outside: bytes (or "3MiB") the rest of the training step holds while this model runs, taken out
+            of ``memory`` before planning: the layers before it whose graph is alive, a head and a loss
+            after it, their parameters' gradients. Measure it once with ``allocator_peak`` on the rest
+            of the step (example below); default 0 (the model is the whole step).
 
     Plans are made on the first call for each input shape, dtype, device and autocast state (profiling
     the model once) and cached (train and eval mode plan separately). Under ``torch.no_grad``, or when
@@ -45,16 +49,30 @@ class CheckpointedSequential(nn.Module):
         >>> from torch import nn
         >>> net = CheckpointedSequential(nn.Sequential(nn.Linear(16, 16), nn.Tanh(), nn.Linear(16, 1)), memory="64KiB")
         >>> net(torch.randn(8, 16)).sum().backward()
+
+        Inside a larger model, the head's and the loss's bytes measured with the allocator and left out:
+
+        >>> from revolve.integrations.torch import allocator_peak
+        >>> head = nn.Linear(1, 3)
+        >>> y = torch.randn(8, 1, requires_grad=True)   # shaped like the stack's output
+        >>> rest = allocator_peak(lambda: head(y).logsumexp(1).sum().backward())
+        >>> net = CheckpointedSequential([nn.Linear(16, 16), nn.Tanh(), nn.Linear(16, 1)], memory="64KiB",
+        ...                              outside=rest)
+        >>> head(net(torch.randn(8, 16))).logsumexp(1).sum().backward()
     """
 
     def __init__(self, model, *, memory: float | str, strategy: Strategy = "optimal", slots: int = 500,
-                 working_memory: bool = True):
+                 working_memory: bool = True, outside: float | str = 0):
         super().__init__()
         where = "revolve.integrations.torch.CheckpointedSequential"
         layers = _layers(model, where)
         for i, layer in enumerate(layers):  # named as nn.Sequential names them: state_dict keys are the model's
             self.add_module(str(i), layer)
         self.memory = _parse_memory(memory, where)
+        self.outside = float(revolve.parse_bytes(outside, where=where, name="outside")) if outside else 0.0
+        if self.outside >= self.memory:
+            raise ValueError(f"{where}: outside={self.outside:.0f} bytes leaves nothing of memory={self.memory:.0f} "
+                             f"bytes for the model; the budget must exceed what the rest of the step holds")
         if strategy not in _STRATEGIES:
             raise ValueError(f"{where}: strategy must be one of {', '.join(_STRATEGIES)}, got {strategy!r}")
         self.strategy = strategy
@@ -80,7 +98,17 @@ class CheckpointedSequential(nn.Module):
         if key not in self._plans:
             chain, extras = _profile(list(self.layers), x, repeats=5, working_memory=self.working_memory,
                                      where="revolve.integrations.torch.CheckpointedSequential", side=side)
-            schedule = plan(chain, memory=self.memory, strategy=self.strategy, slots=self.slots)
+            try:
+                schedule = plan(chain, memory=self.memory - self.outside, strategy=self.strategy, slots=self.slots)
+            except InfeasibleBudget as e:
+                if not self.outside:
+                    raise
+                least = e.minimum + self.outside
+                raise InfeasibleBudget(
+                    f"revolve.integrations.torch.CheckpointedSequential: memory={self.memory:.0f} bytes less "
+                    f"outside={self.outside:.0f} leaves {e.budget:.0f} for the model, which needs at least "
+                    f"{e.minimum:.0f} ({self.strategy}); the smallest memory that works is {least:.0f} bytes "
+                    f"({revolve.format_bytes(least)})", budget=self.memory, minimum=least) from None
             self._plans[key] = (schedule, chain, revolve.simulate(schedule, chain).peak_memory, extras)
         return self._plans[key]
 
@@ -121,27 +149,32 @@ class CheckpointedSequential(nn.Module):
 
 
 def checkpoint_sequential(model, x: torch.Tensor, *, memory: float | str, strategy: Strategy = "optimal",
-                          working_memory: bool = True) -> torch.Tensor:
-    """Functional form: ``CheckpointedSequential(model, memory=..., strategy=...)(x)`` (plans are not cached;
-    ``run_blocks`` caches them)."""
-    return CheckpointedSequential(model, memory=memory, strategy=strategy, working_memory=working_memory)(x)
+                          working_memory: bool = True, outside: float | str = 0) -> torch.Tensor:
+    """Functional form: ``CheckpointedSequential(model, memory=..., strategy=...)(x)``; the plan is cached on
+    ``model`` (an ``nn.Sequential``), so a call at a shape seen before profiles nothing (see ``run_blocks``)."""
+    if isinstance(model, nn.Sequential):
+        return run_blocks(model, x, memory=memory, strategy=strategy, working_memory=working_memory,
+                          outside=outside)
+    return CheckpointedSequential(model, memory=memory, strategy=strategy, working_memory=working_memory,
+                                  outside=outside)(x)
 
 
 _RUNS_ATTR = "_revolve_runs"
 
 
 def run_blocks(blocks: nn.Module, x: torch.Tensor, *side, memory: float | str, strategy: Strategy = "optimal",
-               slots: int = 500, working_memory: bool = True) -> torch.Tensor:
+               slots: int = 500, working_memory: bool = True, outside: float | str = 0) -> torch.Tensor:
     """``for block in blocks: x = block(x, *side)`` under a memory budget: the loop inside a custom forward.
 
     The plan is cached as ``CheckpointedSequential`` caches it (per shape, dtype, device, mode, autocast
-    state and side inputs' shapes), on ``blocks`` itself, per (memory, strategy, slots, working_memory);
+    state and side inputs' shapes), on ``blocks`` itself, per (memory, strategy, slots, working_memory,
+    outside);
     gradients are exact, side inputs that require grad (a learned bias) included.
 
     Arguments:
         blocks: an ``nn.ModuleList`` or ``nn.Sequential`` of blocks (it holds the cache).
         x: the state entering the first block. side: passed to every block after the state.
-        memory, strategy, slots, working_memory: as for ``CheckpointedSequential``.
+        memory, strategy, slots, working_memory, outside: as for ``CheckpointedSequential``.
 
     Raises:
         TypeError: ``blocks`` is not an ``nn.ModuleList`` or ``nn.Sequential``. Otherwise as
@@ -159,10 +192,10 @@ def run_blocks(blocks: nn.Module, x: torch.Tensor, *side, memory: float | str, s
         raise TypeError(f"{where}: blocks must be an nn.ModuleList or nn.Sequential (it holds the plan cache), "
                         f"got {type(blocks).__name__}; wrap a list of blocks in nn.ModuleList(...)")
     runs = blocks.__dict__.setdefault(_RUNS_ATTR, {})
-    key = (memory, strategy, slots, working_memory)
+    key = (memory, strategy, slots, working_memory, outside)
     if key not in runs:
         runs[key] = CheckpointedSequential(list(blocks), memory=memory, strategy=strategy, slots=slots,
-                                           working_memory=working_memory)
+                                           working_memory=working_memory, outside=outside)
     net = runs[key]
     net.training = blocks.training  # plans are per mode, the blocks' own
     return net(x, *side)
