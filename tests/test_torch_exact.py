@@ -418,3 +418,17 @@ def test_side_inputs_double_backward_and_errors():
     assert all(torch.equal(a, b) for a, b in zip(ref, got))
     with pytest.raises(TypeError, match="blocks must be an nn.ModuleList or nn.Sequential"):
         revolve.integrations.torch.run_blocks(list(blocks), x, shift, memory="1MiB")
+
+
+def test_a_block_returning_a_tuple_is_refused_naming_it():
+    class Pair(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = nn.Linear(4, 4)
+
+        def forward(self, x):
+            return self.lin(x), x
+
+    net = CheckpointedSequential([nn.Linear(4, 4), Pair(), nn.Linear(4, 4)], memory="1MiB")
+    with pytest.raises(TypeError, match=r"layer 1 \(Pair\) returned a tuple, not a tensor.*side inputs"):
+        net(torch.randn(2, 4, requires_grad=True))

@@ -75,6 +75,14 @@ _OUTSIDE = (
 )
 
 
+_NOT_A_TENSOR = (
+    "revolve.integrations.torch: layer {i} ({layer}) returned a {kind}, not a tensor; the adapter's chain "
+    "carries one tensor from layer to layer (a tuple or dict state is not supported yet). Return the state "
+    "alone and pass what every layer shares as side inputs (layer(x, *side), run_blocks(blocks, x, mask)), "
+    "or split the stack where the extra outputs are made"
+)
+
+
 def _cached_cast(node) -> bool:
     """Whether an autograd node is a cast of leaves (what autocast's cache keeps across layers: older, but part
     of the leaf's use, so the walk goes on to the leaf)."""
@@ -214,6 +222,8 @@ def _profile(model, example_input: torch.Tensor, *, repeats: int, working_memory
                     rng = _get_rng(x) if rep == 0 else None
                     with torch.no_grad(), _Timer(x.device) as timer:
                         y = layer(x, *side)
+                    if not isinstance(y, torch.Tensor):
+                        raise TypeError(_NOT_A_TENSOR.format(i=li, layer=type(layer).__name__, kind=type(y).__name__))
                     if rep == 0:  # a layer that draws random numbers: the runner keeps its RNG state
                         random.append(_rng_drawn(rng, _get_rng(x)))
                     if x._version != version:
