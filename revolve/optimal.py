@@ -48,6 +48,7 @@ __all__ = ["optimal", "frontier", "min_memory", "Frontier", "FrontierPoint"]
 DEFAULT_SLOTS = 500
 _MAX_WORK = 1e11  # element operations of the unit DP: a few minutes of numpy on one core (L = 1000 at 500 slots)
 _MAX_TABLE_BYTES = 6 * 2**30
+_BLOCK = 8  # starting points swept together by the unit DP (their left parts stay in cache)
 
 
 # the chain's working-memory sizes, by the name ``_solve`` takes them under
@@ -68,10 +69,11 @@ def _check_chain(where: str, chain) -> Chain:
 
 def _check_size(where: str, n: int, slots: int, tables: int = 2) -> None:
     # the unit DP's bound: W (and H) rows of n(n+1)/2 sub-problems over slots + 1 values, each split over up to n
-    # points; the memory windows (``_windows``) make both smaller in practice (about 0.65x on random chains)
+    # points, and their copy by k (C); the memory windows (``_windows``) make the work and W smaller in practice
+    # (about 0.65x on random chains)
     rows = (tables - 1) * n * (n + 1) / 2
     work = rows * n / 3 * (slots + 1)
-    table = rows * (slots + 1) * 8
+    table = (rows + n * (n + 1) / 2) * (slots + 1) * 8
     if work > _MAX_WORK or table > _MAX_TABLE_BYTES:
         raise ValueError(
             f"{where}: a chain of {n} steps with slots={slots} needs about {work:.1e} operations and "
@@ -163,14 +165,27 @@ def _max_forward(i: int, k: int, s, fo, adj) -> np.ndarray:
     return np.maximum(int(fo[i]), np.concatenate(([0], later))) + int(adj[k])
 
 
-def _split_best(left: np.ndarray, right: np.ndarray, thr, buf: np.ndarray) -> np.ndarray:
-    """min over the rows j of left[j, m] + right[j, m] for every column m; ``thr[j]``: the first column split j
-    may use (working memory; None: all). One addition into ``buf`` and one minimum over j."""
-    nr, w = left.shape
-    cand = np.add(left, right, out=buf[:nr, :w])
-    if thr is not None:
-        cand[np.arange(w)[None, :] < thr[:, None]] = np.inf
-    return np.minimum.reduce(cand, axis=0)
+def _split_best(Lf: np.ndarray, Rf: np.ndarray, off: int, rows: int, width: int, lo: int, thr,
+                buf: np.ndarray) -> np.ndarray:
+    """min over the splits r < ``rows`` of left[r, m] + right[r, m] for m = lo .. width - 1, where the rows lie
+    ``width`` apart in flat arrays: left[r, m] = Lf[r * width + m], right[r, m] = Rf[off + r * width + m].
+
+    One addition over the flat range (the columns below ``lo`` of rows after the first ride along, unused: a
+    1-D addition is several times faster in numpy than the same addition over a strided 2-D slice) and one
+    minimum over r. ``thr[r]`` (non-decreasing in r, or None for no limit): the first column split r may use
+    (working memory); then the splits a column may use are a prefix of the rows, so the minimum is a running
+    minimum over r read at each column's last allowed row.
+    """
+    end = rows * width
+    np.add(Lf[lo:end], Rf[off + lo : off + end], out=buf[lo:end])
+    if thr is None:  # whole rows: a contiguous minimum is faster than one over the columns from lo
+        return np.minimum.reduce(buf[:end].reshape(rows, width), axis=0)[lo:]
+    cand = buf[:end].reshape(rows, width)[:, lo:]
+    run = np.minimum.accumulate(cand, axis=0)
+    last = np.searchsorted(thr, np.arange(lo, width), side="right") - 1  # the last split allowed per column
+    best = run[np.maximum(last, 0), np.arange(width - lo)]
+    best[last < 0] = np.inf
+    return best
 
 
 def _windows(n: int, M: int, s, c, every_top: bool) -> np.ndarray:
@@ -219,15 +234,18 @@ def _solve(F, B, s_units, t_units, hin, hout, slots: int, fo=None, bo=None, adj=
     plus s_l unless x_l is held, on top of what the sub-problem holds at that moment, recording step i
     the same with ro_i on top of what it charges, and reversing step i adj_{i+1} + bo_i on top of it.
 
-    Only W is stored (E(i, k, m) is W(i, k, m) for m >= s_i and infeasible below), each row over the window
-    of memory values the recursion from W(0, n, slots) can reach (``_windows``; every m with ``every_top``),
-    in one array per i whose rows (i, k) are contiguous over k, so the left parts E(i, j) of all split points
-    are one slice; the right parts W(j, k) are copied, plus F_{0..j-1}, into a buffer for the current k
-    (k ascending, i descending), so each split's candidates are one addition and one minimum over j.
-    Choices are recomputed at reconstruction (``_Tables.choose``). Time O(L^3 M) at most, memory O(L^2 M).
+    Only W is kept (E(i, k, m) is W(i, k, m) for m >= s_i and infeasible below), in one array per i whose rows
+    (i, k) are contiguous over k, so the left parts E(i, j) of all split points are one flat range; while the DP
+    runs, the same values plus F_{0..j-1} are also kept by k (``C``), and the right parts W(j, k) of a block of
+    starting points are copied from there into a buffer with the block's row length, so each split's candidates
+    are one 1-D addition and one minimum over j (``_split_best``). Each row is computed only over the window of
+    memory values the recursion from W(0, n, slots) can reach (``_windows``; every m with ``every_top``), and
+    left at inf below. Choices are recomputed at reconstruction (``_Tables.choose``) with the same floating-point
+    operations. Time O(L^3 M) at most, memory O(L^2 M).
     """
     n = len(F)
     M = slots
+    R = M + 1
     inf = np.inf
     F = np.asarray(F, float)
     B = np.asarray(B, float)
@@ -243,72 +261,98 @@ def _solve(F, B, s_units, t_units, hin, hout, slots: int, fo=None, bo=None, adj=
             np.asarray(adj, np.int64)) if working else None
     c_rec = t + np.where(hin, s[:-1], 0) + np.where(hout, s[1:], 0)  # what recording step i charges (E, W)
     mlow = _windows(n, M, s, c_rec, every_top)
-    start = np.array([mlow[i, i + 1] for i in range(n)] + [M], np.int64)
-    W = [np.full((n - i, M + 1 - int(start[i])), inf) for i in range(n)]
-    H = [np.full((n - i, M + 1 - int(start[i])), inf) if use_h and i > 0 and hout[i - 1] else None
-         for i in range(n)]
-    zeros = np.zeros(M + 1)
-    col = np.full((n + 1, M + 1), inf)  # col[j, m] = W(j, k, m) + F_{0..j-1} for the current k
-    buf = np.empty((max(n - 1, 1), M + 1))
-    cols = np.arange(M + 1)
+    s_l, hout_l = s.tolist(), hout.tolist()
+    low = [int(mlow[i, i + 1]) for i in range(n)]  # the least m any row of i is computed from
+    # Blocks of _BLOCK starting points i (descending), each swept over k ascending, i descending inside: every part
+    # a sub-problem needs is done before it, and the block's left parts W[i] stay in cache from one k to the next.
+    # The rows of a block's W[i] start at one origin o (the block's least window start, lowered by the spread of
+    # its s_i) and have one length R - o; the right parts of each k are copied once per block from C[k] into
+    # ``rb`` with that row length, from column base = o - s_min, so that for every i of the block and every m of
+    # its window the right part W(j, k, m - s_i) lies in its own row of ``rb``, at a flat offset that does not
+    # depend on j (``_split_best``).
+    blocks = []
+    for i_hi in range(n - 1, -1, -_BLOCK):
+        i_lo = max(i_hi - _BLOCK + 1, 0)
+        sb = s_l[i_lo : i_hi + 1]
+        s_min = 0 if any(hout_l[i - 1] for i in range(max(i_lo, 1), i_hi + 1)) and use_h else min(sb)  # H: shift 0
+        o = max(0, min(low[i_lo : i_hi + 1]) - (max(sb) - s_min))
+        blocks.append((i_lo, i_hi, o, o - s_min))
+    start = np.zeros(n + 1, np.int64)
+    for i_lo, i_hi, o, _ in blocks:
+        start[i_lo : i_hi + 1] = o
+    start[n] = M
+    W = [np.full((n - i, R - int(start[i])), inf) for i in range(n)]  # W[i][k - i - 1, m - start[i]] = W(i, k, m)
+    Wf = [a.reshape(-1) for a in W]
+    H = [np.full((n - i, R - int(start[i])), inf) if use_h and i > 0 and hout[i - 1] else None for i in range(n)]
+    Hf = [None if a is None else a.reshape(-1) for a in H]
+    # the same values by k, plus F_{0..j-1}: C[k][j, m] = W(j, k, m) + F_{0..j-1}, the right parts of k's splits
+    C = [np.full((k, R), inf) for k in range(n + 1)]
+    zeros = np.zeros(R)
+    buf = np.zeros(max(n - 1, 1) * R)
+    rb = np.full(max(n - 1, 1) * R, inf)
     # plain Python numbers for the per-sub-problem bookkeeping (numpy scalars cost more to index and compare)
-    mlow_l, s_l, c_l, start_l = mlow.tolist(), s.tolist(), c_rec.tolist(), start.tolist()
-    FB_l, Fpre_l, hout_l = FB.tolist(), Fpre.tolist(), hout.tolist()
-    red = np.empty(M + 1)
-    for k in range(1, n + 1):
-        for i in range(k - 1, -1, -1):
-            ln = k - i
-            lo = mlow_l[i][k]
-            si = s_l[i]
-            c = c_l[i]
-            st = start_l[i]
-            Wi = W[i]
-            # D(i, k, m) = F_i + B_i + rest(m - c) for m = lo..M: record step i (E discards x_i first), into the row
-            if ln == 1:
-                rest, roff = zeros, 0
-            else:
-                rest, roff = (H if hout_l[i] else W)[i + 1][ln - 2], start_l[i + 1]
-            row = Wi[ln - 1, lo - st :]
-            a = max(lo, c)
-            if a > lo:
-                row[: a - lo] = inf
-            if a <= M:
-                np.add(FB_l[i], rest[a - c - roff : M + 1 - c - roff], out=row[a - lo :])
-            if working:
-                fo_, ro_, bo_, adj_ = work
-                back = int(adj_[i + 1]) + int(bo_[i])
-                floor = c + max(int(adj_[k]) + int(ro_[i]) + (0 if hin[i] else si), back)
-                row[: max(0, floor - lo)] = inf
-                maxfo = _max_forward(i, k, s, fo_, adj_) if ln >= 2 else None
-            ma = max(lo, si)
-            if ln >= 2 and ma <= M:
-                # E(i, k, m) = min(D, min_j F_{i..j-1} + W(j, k, m - s_i) + E(i, j, m)) for m = ma..M
-                w = M + 1 - ma
-                left = Wi[: ln - 1, ma - st :]
-                right = col[i + 1 : k, ma - si : M + 1 - si]
-                if working:  # advancing from x_i to x_j needs x_i stored, the adjoint of x_k held, step by step
-                    best = _split_best(left, right, si + maxfo - ma, buf)
-                else:  # _split_best inlined: one addition, one minimum over j
-                    best = np.minimum.reduce(np.add(left, right, out=buf[: ln - 1, :w]), axis=0, out=red[:w])
-                best -= Fpre_l[i]
-                np.minimum(row[ma - lo :], best, out=row[ma - lo :])  # ties keep the record: fewer snapshots
-            np.add(row, Fpre_l[i], out=col[i, lo:])
-            width = M + 1 - lo
-            if H[i] is not None:
-                # H(i, k, m) = min(F_i + B_i + rest(m - t_i - c_out), F_{i..j-1} + W(j, k, m) + H(i, j, m))
-                ch = int(t[i]) + (int(s[i + 1]) if hout[i] else 0)
-                Hrow = H[i][ln - 1, lo - st :]
-                a = max(lo, ch)
+    mlow_l, c_l, start_l = mlow.tolist(), c_rec.tolist(), start.tolist()
+    FB_l, Fpre_l, hin_l = FB.tolist(), Fpre.tolist(), hin.tolist()
+    t_l = t.tolist()
+    if working:
+        fo_, ro_, bo_, adj_ = work
+        fo_l, ro_l, bo_l, adj_l = (a.tolist() for a in work)
+    for i_lo, i_hi, o, base in blocks:
+        Rb = R - o
+        rbv = rb[: max(n - 1 - i_lo, 1) * Rb].reshape(-1, Rb)  # rbv[j - i_lo - 1, q] = C[k][j, base + q]
+        q0 = max(0, -base)  # columns of C below 0 stay inf (read only where no window reaches)
+        for k in range(i_lo + 1, n + 1):
+            Ck = C[k]
+            if k - 1 > i_hi:  # right parts from later blocks, done
+                rbv[i_hi - i_lo : k - 1 - i_lo, q0:] = Ck[i_hi + 1 : k, base + q0 : base + Rb]
+            for i in range(min(i_hi, k - 1), i_lo - 1, -1):
+                ln = k - i
+                lo = mlow_l[i][k]
+                si = s_l[i]
+                c = c_l[i]
+                # D(i, k, m) = F_i + B_i + rest(m - c) for m = lo..M: record step i (E discards x_i first)
+                if ln == 1:
+                    rest, roff = zeros, 0
+                else:
+                    rest, roff = (H if hout_l[i] else W)[i + 1][ln - 2], start_l[i + 1]
+                row = W[i][ln - 1, lo - o :]
+                a = max(lo, c)
                 if a <= M:
-                    np.add(FB[i], rest[a - ch - roff : M + 1 - ch - roff], out=Hrow[a - lo :])
+                    np.add(FB_l[i], rest[a - c - roff : R - c - roff], out=row[a - lo :])
                 if working:
-                    Hrow[: max(0, ch + max(int(adj_[k]) + int(ro_[i]), back) - lo)] = inf
-                if ln >= 2:
-                    best = _split_best(H[i][: ln - 1, lo - st :], col[i + 1 : k, lo:],
-                                       (maxfo - lo) if working else None, buf)
+                    back = adj_l[i + 1] + bo_l[i]
+                    floor = c + max(adj_l[k] + ro_l[i] + (0 if hin_l[i] else si), back)
+                    row[: max(0, floor - lo)] = inf
+                    maxfo = _max_forward(i, k, s, fo_, adj_) if ln >= 2 else None
+                ma = max(lo, si)
+                if ln >= 2 and ma <= M:
+                    # E(i, k, m) = min(D, min_j F_{i..j-1} + W(j, k, m - s_i) + E(i, j, m)) for m = ma..M: the
+                    # right part of split j = i+1+r, column m, is rbv[i - i_lo + r, m - s_i - base]
+                    best = _split_best(Wf[i], rb, (i - i_lo) * Rb + o - si - base, ln - 1, Rb, ma - o,
+                                       si + maxfo - o if working else None, buf)
                     best -= Fpre_l[i]
-                    np.minimum(Hrow, best, out=Hrow)
-    top = np.full(M + 1, inf)
+                    np.minimum(row[ma - lo :], best, out=row[ma - lo :])  # ties keep the record: fewer snapshots
+                Crow = Ck[i, lo:]
+                np.add(row, Fpre_l[i], out=Crow)
+                if i > i_lo:  # a right part of the block's lower starting points at this k
+                    q = max(lo, base)
+                    rbv[i - i_lo - 1, q - base :] = Ck[i, q : base + Rb]
+                if H[i] is not None:
+                    # H(i, k, m) = min(F_i + B_i + rest(m - t_i - c_out), F_{i..j-1} + W(j, k, m) + H(i, j, m))
+                    ch = t_l[i] + (s_l[i + 1] if hout_l[i] else 0)
+                    Hrow = H[i][ln - 1, lo - o :]
+                    a = max(lo, ch)
+                    if a <= M:
+                        np.add(FB_l[i], rest[a - ch - roff : R - ch - roff], out=Hrow[a - lo :])
+                    if working:
+                        Hrow[: max(0, ch + max(adj_l[k] + ro_l[i], back) - lo)] = inf
+                    if ln >= 2:
+                        best = _split_best(Hf[i], rb, (i - i_lo) * Rb + o - base, ln - 1, Rb, lo - o,
+                                           maxfo - o if working else None, buf)
+                        best -= Fpre_l[i]
+                        np.minimum(Hrow, best, out=Hrow)
+    del C, rb
+    top = np.full(R, inf)
     if n:
         lo = int(mlow[0, n])
         top[lo:] = W[0][n - 1, lo - int(start[0]) :]
