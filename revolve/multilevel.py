@@ -64,7 +64,7 @@ from ._check import check_int, check_real
 from .actions import Action, Advance, Discard, Record, Restore, Reverse, Snapshot
 from .binomial import _revolve_actions, beta
 from .errors import RevolveInternalError
-from .schedule import Schedule
+from .schedule import Schedule, _shifted
 
 __all__ = ["multilevel", "multilevel_cost", "MultilevelPlan"]
 
@@ -370,25 +370,10 @@ class MultilevelPlan:
 
 def _shifted_revolve(a: int, l: int, c: int, name: str) -> Iterator[Action]:
     """Revolve's schedule of l steps and c slots moved to start at x_a, x_a already stored by the caller."""
-    acts = _revolve_actions(l, c)
-    for act in acts:
-        cls = act.__class__
-        if cls is Snapshot:
-            if act.index == 0:
-                continue  # x_a is stored by the caller
-            yield Snapshot(act.index + a, name)
-        elif cls is Discard:
-            if act.index == 0:
-                continue  # and discarded by it
-            yield Discard(act.index + a)
-        elif cls is Advance:
-            yield Advance(act.start + a, act.stop + a)
-        elif cls is Restore:
-            yield Restore(act.index + a)
-        elif cls is Record:
-            yield Record(act.step + a)
-        else:
-            yield Reverse(act.step + a)
+    # its own Snapshot(0) and Discard(0) are the caller's (x_a is stored and discarded there)
+    inner = (act for act in _revolve_actions(l, c)
+             if not (act.__class__ in (Snapshot, Discard) and act.index == 0))
+    return _shifted(inner, a, name)
 
 
 def _plan(where: str, n, slots, io_cost, forward_cost, backward_cost, method="auto") -> MultilevelPlan:

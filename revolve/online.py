@@ -50,12 +50,6 @@ from typing import Iterable, Iterator, Literal
 from ._check import _short
 from .actions import (
     Action,
-    Advance,
-    Discard,
-    Record,
-    Restore,
-    Reverse,
-    Snapshot,
     _advance,
     _discard,
     _record,
@@ -64,7 +58,7 @@ from .actions import (
     _snapshot,
 )
 from .binomial import _cost, _revolve_actions, beta
-from .schedule import Schedule
+from .schedule import Schedule, _shifted
 
 __all__ = ["online", "OnlinePlanner", "online_cost", "ALGORITHMS"]
 
@@ -294,24 +288,6 @@ def _rule(s: int, algorithm: str):
 
 
 # -- the reverse sweep -------------------------------------------------------------------------------------
-
-def _shifted(actions: Iterable[Action], off: int) -> Iterator[Action]:
-    """The actions with every step and state index moved by ``off``."""
-    for a in actions:
-        cls = a.__class__
-        if cls is Advance:
-            yield _advance(a.start + off, a.stop + off)
-        elif cls is Record:
-            yield _record(a.step + off)
-        elif cls is Reverse:
-            yield _reverse(a.step + off)
-        elif cls is Restore:
-            yield _restore(a.index + off)
-        elif cls is Snapshot:
-            yield _snapshot(a.index + off, a.storage)
-        else:
-            yield _discard(a.index + off)
-
 
 def _reverse_actions(held: tuple[int, ...], s: int, n: int, working_at_last: bool) -> Iterator[Action]:
     """Reverse steps n-1..0 from the held snapshots: each segment by Revolve with the slots left."""

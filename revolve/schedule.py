@@ -9,7 +9,21 @@ from typing import Callable, Iterable, Iterator
 
 from ._check import check_int
 from ._io import atomic_file
-from .actions import Action, action_from_json
+from .actions import (
+    Action,
+    Advance,
+    Record,
+    Restore,
+    Reverse,
+    Snapshot,
+    _advance,
+    _discard,
+    _record,
+    _restore,
+    _reverse,
+    _snapshot,
+    action_from_json,
+)
 
 __all__ = ["Schedule"]
 
@@ -218,6 +232,25 @@ class Schedule:
 
 
 _SAME_HEAD = 256  # actions compared before a schedule is written as its planner's parameters
+
+
+def _shifted(actions: Iterable[Action], off: int, storage: str | None = None) -> Iterator[Action]:
+    """The actions with every step and state index moved by ``off`` (a sub-schedule placed at x_off), their
+    snapshots into ``storage`` when given (else each keeps its own); used by the online and multilevel planners."""
+    for a in actions:
+        cls = a.__class__
+        if cls is Advance:
+            yield _advance(a.start + off, a.stop + off)
+        elif cls is Record:
+            yield _record(a.step + off)
+        elif cls is Reverse:
+            yield _reverse(a.step + off)
+        elif cls is Restore:
+            yield _restore(a.index + off)
+        elif cls is Snapshot:
+            yield _snapshot(a.index + off, a.storage if storage is None else storage)
+        else:
+            yield _discard(a.index + off)
 
 
 def _short(value, limit: int = 80) -> str:
