@@ -114,7 +114,7 @@ class Schedule:
     def to_json(self, *, expand: bool | None = None) -> str:
         """The schedule as a JSON document.
 
-        A planner's schedule (binomial, periodic, store_all) is written compactly, as what regenerates it:
+        A planner's schedule (binomial, periodic, store_all, multilevel) is written compactly, as what regenerates it:
         ``{"format": "revolve-schedule", "version": 2, "n_steps": n, "kind": ..., "params": ..., "revolve": ...}``
         (a few hundred bytes whatever n). Any other schedule, or ``expand=True``, is written as its action list:
         ``{"format": "revolve-schedule", "version": 1, "n_steps": n, "kind": ..., "params": ..., "actions": [...]}``,
@@ -285,11 +285,23 @@ def _store_all(n: int, params: dict) -> "Schedule":
     return store_all(n)
 
 
-# kind -> (the planner's parameter names, the function rebuilding the schedule)
-_PLANNERS: dict[str, tuple[tuple[str, ...], Callable[[int, dict], "Schedule"]]] = {
-    "binomial": (("snapshots",), _binomial),
-    "periodic": (("every",), _periodic),
-    "store_all": ((), _store_all),
+def _multilevel(n: int, params: dict) -> "Schedule":
+    from .multilevel import multilevel
+
+    kw = dict(params)
+    io = kw.pop("io_cost")
+    if not isinstance(io, dict):
+        raise TypeError(f"io_cost must be an object of level -> [write, read], got {_short(io)}")
+    # JSON has no tuples: a level's [write, read] list is the (write, read) pair multilevel takes
+    return multilevel(n, io_cost={k: tuple(v) if isinstance(v, list) else v for k, v in io.items()}, **kw)
+
+
+# kind -> (the planner's parameter names, those it may leave out, the function rebuilding the schedule)
+_PLANNERS: dict[str, tuple[tuple[str, ...], tuple[str, ...], Callable[[int, dict], "Schedule"]]] = {
+    "binomial": (("snapshots",), (), _binomial),
+    "periodic": (("every",), (), _periodic),
+    "store_all": ((), (), _store_all),
+    "multilevel": (("slots", "io_cost", "method"), ("forward_cost", "backward_cost"), _multilevel),
 }
 
 
@@ -299,9 +311,10 @@ def _regenerate(kind: str, n: int, params: dict, *, where: str) -> "Schedule":
         raise ValueError(f"{where}: kind {_short(kind)} names no planner; a version {PLANNER_VERSION} document needs "
                          f"one of {', '.join(sorted(_PLANNERS))} (other schedules are saved as version {VERSION}, "
                          f"an action list)")
-    names, build = _PLANNERS[kind]
-    if set(params) != set(names):
-        raise ValueError(f"{where}: the {kind} planner takes params {list(names)}, got {sorted(params)}")
+    names, optional, build = _PLANNERS[kind]
+    if not set(names) <= set(params) <= set(names) | set(optional):
+        extra = f" (and optionally {list(optional)})" if optional else ""
+        raise ValueError(f"{where}: the {kind} planner takes params {list(names)}{extra}, got {sorted(params)}")
     try:
         return build(n, params)
     except (TypeError, ValueError) as e:

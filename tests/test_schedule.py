@@ -96,3 +96,40 @@ def test_repr_and_stats():
     sched = binomial(100, snapshots=5)
     assert repr(sched) == "Schedule(kind='binomial', n_steps=100, snapshots=5)"
     assert sched.stats().advances == simulate(sched).advances
+
+
+@pytest.mark.parametrize("n, slots, io_cost, extra", [
+    (1, {"ram": 2, "disk": 3}, {"disk": (2, 2)}, {}),
+    (60, {"ram": 3, "disk": 5}, {"disk": (2.5, 1)}, {}),
+    (200, {"ram": 2, "disk": 4}, {"disk": (3, 2)}, {"forward_cost": 2.0, "backward_cost": 0.5}),
+    (300, {"gpu": 2, "host": 3, "disk": 4}, {"host": (1, 1), "disk": (4, 3)}, {"method": "fast"}),
+])
+def test_multilevel_json_round_trip(tmp_path, n, slots, io_cost, extra):
+    from revolve import multilevel
+
+    sched = multilevel(n, slots=slots, io_cost=io_cost, **extra)
+    doc = json.loads(sched.to_json())
+    # compact: the planner's name and parameters, not the action list
+    assert doc["version"] == 2 and doc["kind"] == "multilevel" and "actions" not in doc
+    back = Schedule.from_json(sched.to_json())
+    assert back.kind == "multilevel" and back.params == sched.params and back.n_steps == n
+    assert list(back) == list(sched)
+    path = tmp_path / "m.json"
+    sched.save(path, expand=False)
+    again = Schedule.load(path)
+    a = simulate(again, slots=slots, io_cost=io_cost)
+    b = simulate(sched, slots=slots, io_cost=io_cost)
+    assert a.cost == b.cost and a.peak_snapshots_by_storage == b.peak_snapshots_by_storage
+
+
+def test_multilevel_document_with_bad_params_names_them():
+    from revolve import multilevel
+
+    doc = json.loads(multilevel(50, slots={"ram": 2, "disk": 3}, io_cost={"disk": (2, 2)}).to_json())
+    del doc["params"]["method"]
+    with pytest.raises(ValueError, match=r"multilevel planner takes params \['slots', 'io_cost', 'method'\]"):
+        Schedule.from_json(doc)
+    doc["params"]["method"] = "exact"
+    doc["params"]["slots"] = {"ram": 0}
+    with pytest.raises(ValueError, match="bad multilevel params"):
+        Schedule.from_json(doc)
