@@ -432,3 +432,40 @@ def test_a_block_returning_a_tuple_is_refused_naming_it():
     net = CheckpointedSequential([nn.Linear(4, 4), Pair(), nn.Linear(4, 4)], memory="1MiB")
     with pytest.raises(TypeError, match=r"layer 1 \(Pair\) returned a tuple, not a tensor.*side inputs"):
         net(torch.randn(2, 4, requires_grad=True))
+
+
+@pytest.mark.parametrize("strategy", ["optimal", "binomial", "store_all"])
+def test_a_gradient_hook_on_a_parameter_runs_once_on_the_total_as_in_plain_autograd(strategy):
+    """``p.register_hook(lambda g: g * 2)`` ran on each layer's part inside the adapter and again on the total
+    (gradients doubled twice, silently); profiling ran it too. Now: once per backward, on the total."""
+    def build():
+        torch.manual_seed(0)
+        shared = nn.Linear(8, 8)
+        model = nn.Sequential(nn.Linear(8, 8), nn.Tanh(), shared, nn.Tanh(), shared, nn.Tanh(), nn.Linear(8, 2))
+        calls = []
+        model[0].weight.register_hook(lambda g: calls.append(0) or g * 2)
+        shared.weight.register_hook(lambda g: calls.append(2) or g * 3)
+        return model, calls
+
+    x = torch.randn(4, 8)
+    results = []
+    for wrap in (lambda m: m, lambda m: CheckpointedSequential(m, memory=float("inf") if strategy == "store_all"
+                                                             else 1e9, strategy=strategy)):
+        model, calls = build()
+        net = wrap(model)
+        if net is not model:
+            chain = net.plan_for(x.requires_grad_(False))[1]
+            low = revolve.simulate(revolve.binomial(chain.n_steps, snapshots=1), chain).peak_memory
+            net = CheckpointedSequential(model, memory=low if strategy != "store_all" else float("inf"),
+                                         strategy=strategy)
+        calls.clear()  # profiling (plan_for) runs no hook either: checked below by the count
+        net(x).square().sum().backward()
+        first = list(calls)
+        # create_graph: the gradient penalty path
+        (g,) = torch.autograd.grad(net(x).square().sum(), [model[0].weight], create_graph=True)
+        results.append(([p.grad.clone() for p in model.parameters()], sorted(first), g.detach()))
+    (plain_grads, plain_calls, plain_g), (grads, calls, g) = results
+    assert calls == plain_calls == [0, 2]
+    for a, b in zip(plain_grads, grads):
+        assert torch.equal(a, b)
+    assert torch.equal(plain_g, g)

@@ -15,6 +15,26 @@ _IN_PLACE = (
 
 
 @contextlib.contextmanager
+def _hooks_suspended(tensors):
+    """Take the gradient hooks (``Tensor.register_hook``) off these leaves for an internal gradient call.
+
+    Autograd runs a leaf's hooks whenever it computes the leaf's gradient, ``autograd.grad`` included, and
+    uses what they return. The adapter's reverses and profiling compute parameter gradients that the
+    engine then receives again as the Function's output: with the hooks left on, a hook would run on each
+    layer's part and once more on the total (``g * 2`` applied twice). Suspended, they run once, on the
+    total, as in plain autograd.
+    """
+    hooked = [(t, t._backward_hooks) for t in tensors if isinstance(t, torch.Tensor) and t._backward_hooks]
+    for t, _ in hooked:
+        t._backward_hooks = None
+    try:
+        yield
+    finally:
+        for t, hooks in hooked:
+            t._backward_hooks = hooks
+
+
+@contextlib.contextmanager
 def _no_in_place(i: int, layer: nn.Module):
     """Turn autograd's in-place error on a recorded layer into one that names the layer and the fix."""
     try:

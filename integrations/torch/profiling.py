@@ -11,7 +11,7 @@ from revolve import Chain
 
 from ._meters import _AllocatorPhases, _SavedStorages, _Timer, _owned_keys, _storage_key
 from ._state import _autocast_on, _autocast_state, _get_rng, _rng_bytes, _rng_devices, _rng_drawn
-from ._graph import _IN_PLACE, _grad_releasing, _graph_input, _no_in_place
+from ._graph import _IN_PLACE, _grad_releasing, _graph_input, _hooks_suspended, _no_in_place
 
 
 def _layers(model, where: str) -> list[nn.Module]:
@@ -152,7 +152,7 @@ def _working_memory(layer: nn.Module, x: torch.Tensor, held_by_tape: int, extra:
             adjoint = [torch.ones_like(out)]
             incoming = _storage_key(adjoint[0])[1]
             del out  # the runner drops the working state before a reverse
-            with m.phase("backward"):
+            with m.phase("backward"), _hooks_suspended(inputs):
                 _grad_releasing(edge, inputs, adjoint)  # its results count until freed
         else:
             del out
@@ -241,7 +241,8 @@ def _profile(model, example_input: torch.Tensor, *, repeats: int, working_memory
                             owned |= _owned_keys(extras[-1])
                         inputs = _grad_inputs(layer, x_in, extras[li] + _side_leaves(side))
                         if out.requires_grad and out is not x_in:
-                            torch.autograd.grad([out], inputs, [torch.ones_like(out)], allow_unused=True)
+                            with _hooks_suspended(inputs):
+                                torch.autograd.grad([out], inputs, [torch.ones_like(out)], allow_unused=True)
                     bt.append(max(timer.seconds - ft[-1], 0.0))
                     # the input or output the layer saves is a state: flag it rather than count it twice
                     keys = saved.sizes

@@ -13,7 +13,16 @@ from revolve import Advance, Discard, Record, Restore, Reverse, Schedule, Snapsh
 
 from ._meters import _SavedStorages, _owned_keys, _storage_key
 from ._state import _autocast_state, _get_rng, _reenter_autocast, _replay, _rng_drawn
-from ._graph import _IN_PLACE, _grad_releasing, _graph_input, _no_in_place, _stand_in
+from ._graph import _IN_PLACE, _grad_releasing, _graph_input, _hooks_suspended, _no_in_place, _stand_in
+
+
+def _ddp_active() -> bool:
+    """Whether this forward runs inside DistributedDataParallel's (its reducer waits on gradient hooks)."""
+    if not torch.distributed.is_available():
+        return False
+    from torch.nn.parallel import DistributedDataParallel
+
+    return DistributedDataParallel._get_active_ddp_module() is not None
 
 
 @dataclass(frozen=True)
@@ -54,6 +63,9 @@ class _Runner:
             for p in ps:
                 users.setdefault(id(p), set()).add(i)
         self.shared = {i for us in users.values() if len(us) > 1 for i in us}  # layers sharing a parameter
+        # a parameter's gradient is complete once the lowest-index layer using it is reversed
+        self.last_user = {pid: min(us) for pid, us in users.items()}
+        self.early: set = set()  # indices (into params) whose gradients go to .grad as soon as complete
         # storages of parameters and buffers live anyway and are never counted as activations
         self.owned = _owned_keys(t for ts in self.layer_params + self.layer_buffers for t in ts)
         self.schedule = repr(schedule)
@@ -172,6 +184,7 @@ class _Runner:
 
     def forward(self, x: torch.Tensor, x0_needs_grad: bool) -> torch.Tensor:
         self.x0_needs_grad = x0_needs_grad
+        self.under_ddp = _ddp_active()
         self.autocast = _autocast_state(x.device)  # re-entered by the backward's recomputations
         self.owned = self.owned | {_storage_key(x)[0]}  # the caller's input: not the plan's memory (x_0 costs 0)
         self.x, self.reached = x.detach(), False
@@ -197,7 +210,7 @@ class _Runner:
             if out_edge is not None and wrt:
                 adjoint = [self.adj]
                 self.adj = None  # the call frees it after the first node, as plain autograd does
-                with _reenter_autocast(self.backward_autocast):
+                with _reenter_autocast(self.backward_autocast), _hooks_suspended(layer_params):
                     grads = _grad_releasing(out_edge, wrt, adjoint)
             else:
                 grads = [None] * len(wrt)
@@ -207,8 +220,45 @@ class _Runner:
                     continue
                 k = self.param_index[id(p)]
                 self.param_grads[k] = g if self.param_grads[k] is None else self.param_grads[k] + g
+            if self.early:
+                self._accumulate_early(steps[-1], layer_params)
         for tape in tapes:
             self._release(tape[3])
+
+    def _accumulate_early(self, lowest: int, layer_params: list):
+        """Put the complete gradients of these layers' parameters into ``.grad`` now, as plain autograd does.
+
+        One nested ``autograd.backward`` on the leaves runs their gradient accumulators (and the hooks on
+        them: DDP's reducer starts the all-reduce of a bucket once all its gradients are there), so a data
+        parallel step overlaps communication with the rest of the backward instead of waiting for the one
+        Function's backward to return. A parameter is complete once its lowest-index user is reversed
+        (``lowest``: the lowest step of this reverse, which covers a contiguous range of steps).
+        """
+        leaves, grads = [], []
+        for p in layer_params:
+            k = self.param_index[id(p)]
+            if k in self.early and self.last_user.get(id(p), -1) >= lowest and self.param_grads[k] is not None:
+                leaves.append(self.params[k])
+                grads.append(self.param_grads[k])
+                self.param_grads[k] = None
+        if leaves:
+            torch.autograd.backward(leaves, grads)
+
+    def _early_leaves(self) -> set:
+        """The parameters the running ``.backward()`` will accumulate into ``.grad`` (its ``inputs=`` or all
+        leaves); none under ``autograd.grad``, which returns gradients instead of accumulating them."""
+        early = set()
+        for k, p in enumerate(self.params):
+            if p.grad_fn is not None or not p.requires_grad:
+                continue  # a side input computed by the caller: its gradient flows on through the graph
+            if p._backward_hooks or getattr(p, "_post_accumulate_grad_hooks", None):
+                continue  # the engine would run the user's hooks again at the end (with no gradient)
+            try:
+                if torch._C._will_engine_execute_node(get_gradient_edge(p).node):
+                    early.add(k)
+            except RuntimeError:  # raised for leaves during autograd.grad: nothing accumulates
+                return set()
+        return early
 
     def take_output_grad(self, grad_outputs):
         """Pre-hook on the output's node: keep the output's gradient here, hand the engine a stand-in.
@@ -231,6 +281,7 @@ class _Runner:
         self.adj = grad_out if self.output_grad is None else self.output_grad
         self.output_grad = grad_out = None
         self.param_grads: list = [None] * len(self.params)
+        self.early = self._early_leaves() if self.under_ddp else set()
         group: list[int] = []  # consecutive reverses of one graph, run together
         # recomputations run under the forward's autocast state, reverses under the caller's (plain autograd
         # runs backward kernels under the state around ``backward()``)
@@ -300,7 +351,8 @@ class _Runner:
         if not h.requires_grad:
             grads = [None] * len(wrt)
         else:
-            grads = list(torch.autograd.grad([h], wrt, [adj], create_graph=True, allow_unused=True))
+            with _hooks_suspended(self.params):  # they run once, when the engine receives these gradients
+                grads = list(torch.autograd.grad([h], wrt, [adj], create_graph=True, allow_unused=True))
         self.spent = True
         return (grads.pop(0) if x_needs_grad else None), grads
 
