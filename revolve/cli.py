@@ -4,6 +4,8 @@
     revolve plan periodic --steps N --every K
     revolve plan store-all --steps N
     revolve plan optimal --chain CHAIN.json --memory 512MiB [--slots M]
+    revolve plan online --steps N --snapshots S [--algorithm auto|stumm-walther|wang-moin] [--stop-after-last]
+    revolve plan multilevel --steps N --slots ram=5,disk=10 [--io-cost disk=2:2] [--method auto|exact|fast]
     revolve frontier --chain CHAIN.json [--csv FILE]
     revolve simulate FILE [--chain CHAIN.json]
     revolve cost --steps N --snapshots S
@@ -72,6 +74,58 @@ def _nonnegative_int(text: str) -> int:
     return int(text)
 
 
+def _positive_real(text: str) -> float:
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text[:40]!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive finite number, got {text[:40]!r}")
+    return value
+
+
+def _pairs(text: str, what: str, example: str) -> list[tuple[str, str]]:
+    """``"ram=5,disk=10"`` -> ``[("ram", "5"), ("disk", "10")]``; a malformed item names itself and the format."""
+    out = []
+    for item in text.split(","):
+        name, eq, value = item.strip().partition("=")
+        name = name.strip()
+        if not eq or not name or not value.strip():
+            raise argparse.ArgumentTypeError(f"expected {what} as LEVEL=VALUE items separated by commas "
+                                             f"(e.g. {example}), got {text[:60]!r}")
+        if name in (n for n, _ in out):
+            raise argparse.ArgumentTypeError(f"level {name!r} is given twice in {text[:60]!r}")
+        out.append((name, value.strip()))
+    return out
+
+
+def _levels(text: str) -> dict[str, int]:
+    """``--slots ram=5,disk=10``: slots per level, fastest first."""
+    out = {}
+    for name, value in _pairs(text, "slots per level", "ram=5,disk=10"):
+        if not value.isdigit():
+            raise argparse.ArgumentTypeError(f"the slots of level {name!r} must be an integer >= 0, got {value[:40]!r}")
+        out[name] = int(value)
+    return out
+
+
+def _io_costs(text: str) -> dict[str, tuple[float, float]]:
+    """``--io-cost disk=2:2``: a level's write and read costs."""
+    out = {}
+    for name, value in _pairs(text, "write:read costs per level", "disk=2:2"):
+        w, colon, r = value.partition(":")
+        try:
+            if not colon:
+                raise ValueError
+            out[name] = (float(w), float(r))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"the cost of level {name!r} must be WRITE:READ (two numbers, "
+                                             f"e.g. {name}=2:2), got {value[:40]!r}") from None
+    return out
+
+
 def _load_chain(where: str, path: str):
     """Chain.from_json on a file, with unreadable, binary and deeply nested files reported in one line."""
     import json
@@ -129,6 +183,25 @@ def _build_parser() -> argparse.ArgumentParser:
     q.add_argument("--slots", type=_positive_int, default=None, help="memory discretization (default 500)")
     q.add_argument("--json", metavar="FILE", help="write the schedule as JSON to FILE")
     q.add_argument("--show", nargs="?", type=_nonnegative_int, const=20, default=None, metavar="K")
+
+    q = kinds.add_parser("online", help="snapshots decided as steps arrive (n unknown until the end), "
+                                        "replayed for a forward that stops after N steps")
+    q.add_argument("--steps", type=_positive_int, required=True, help="the step count the forward stops at")
+    q.add_argument("--snapshots", type=_positive_int, required=True, help="slots, counting the one holding x_0")
+    q.add_argument("--algorithm", choices=("auto", "stumm-walther", "wang-moin"), default="auto")
+    q.add_argument("--stop-after-last", action="store_true",
+                   help="the stop is seen on x_N, after step N-1 ran (default: known before it runs)")
+    outputs(q)
+    q = kinds.add_parser("multilevel", help="storage levels with their own slots and write/read costs (RAM, disk)")
+    q.add_argument("--steps", type=_positive_int, required=True)
+    q.add_argument("--slots", type=_levels, required=True, metavar="LEVEL=K[,LEVEL=K...]",
+                   help="slots per level, fastest first, e.g. ram=5,disk=10")
+    q.add_argument("--io-cost", type=_io_costs, default=None, metavar="LEVEL=W:R[,...]",
+                   help="write and read cost of a level in forward steps, e.g. disk=2:2 (default: free)")
+    q.add_argument("--forward-cost", type=_positive_real, default=1.0, help="cost of one forward step (default 1)")
+    q.add_argument("--backward-cost", type=_positive_real, default=1.0, help="cost of one backward step (default 1)")
+    q.add_argument("--method", choices=("auto", "exact", "fast"), default="auto")
+    outputs(q)
 
     q = sub.add_parser("frontier", help="the time/memory Pareto frontier of a chain")
     q.add_argument("--chain", required=True, help="chain JSON file")
@@ -197,9 +270,10 @@ def _with_progress(schedule):
     return progress, Schedule(actions, n_steps=inner.n_steps, kind=inner.kind, params=inner.params)
 
 
-def _print_schedule(schedule, args, chain) -> None:
-    print(f"schedule: {schedule!r}")
-    print(_stats(schedule, chain))
+def _print_schedule(schedule, args, chain, *, stats: bool = True) -> None:
+    if stats:
+        print(f"schedule: {schedule!r}")
+        print(_stats(schedule, chain))
     if args.show is not None:
         print(f"first {args.show} actions:")
         for a in schedule.head(args.show):
@@ -255,11 +329,32 @@ def _run(args) -> int:
         elif args.kind == "optimal":
             kw = {} if args.slots is None else {"slots": args.slots}
             schedule = revolve.optimal(chain, memory=memory, **kw)
+        elif args.kind == "online":
+            planner = revolve.online(snapshots=args.snapshots, algorithm=args.algorithm)
+            schedule = planner.schedule(args.steps, last_step_known=not args.stop_after_last)
+        elif args.kind == "multilevel":
+            schedule = revolve.multilevel(args.steps, slots=args.slots, io_cost=args.io_cost,
+                                          forward_cost=args.forward_cost, backward_cost=args.backward_cost,
+                                          method=args.method)
         else:  # argparse restricts the choices
             raise UsageError(f"revolve plan: unknown kind {args.kind!r}")
         if chain is not None and chain.n_steps != schedule.n_steps:
             raise UsageError(f"revolve plan: the chain has {chain.n_steps} steps but --steps is {schedule.n_steps}")
+        if args.kind == "multilevel":  # per-level slots checked and I/O charged by the replay
+            print(f"schedule: {schedule!r}")
+            stats = revolve.simulate(schedule, chain, slots=args.slots, io_cost=args.io_cost)
+            print(stats)
+            if chain is None and (args.forward_cost != 1.0 or args.backward_cost != 1.0):
+                total = (stats.forward_evaluations * args.forward_cost + schedule.n_steps * args.backward_cost
+                         + stats.io_time)
+                print(f"{'cost at the given step costs':<28} {total:,.6g}")
+            _print_schedule(schedule, args, chain, stats=False)
+            return 0
         _print_schedule(schedule, args, chain)
+        if args.kind == "online":
+            t = revolve.binomial_cost(args.steps, snapshots=args.snapshots)
+            print(f"offline optimum t({args.steps}, {args.snapshots}) = {t:,} advances "
+                  f"(forward evaluations {t + args.steps:,})")
         return 0
     if args.command == "frontier":
         chain = _load_chain("revolve frontier", args.chain)

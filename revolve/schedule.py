@@ -114,7 +114,7 @@ class Schedule:
     def to_json(self, *, expand: bool | None = None) -> str:
         """The schedule as a JSON document.
 
-        A planner's schedule (binomial, periodic, store_all, multilevel) is written compactly, as what regenerates it:
+        A planner's schedule (binomial, periodic, store_all, multilevel, online) is written compactly, as what regenerates it:
         ``{"format": "revolve-schedule", "version": 2, "n_steps": n, "kind": ..., "params": ..., "revolve": ...}``
         (a few hundred bytes whatever n). Any other schedule, or ``expand=True``, is written as its action list:
         ``{"format": "revolve-schedule", "version": 1, "n_steps": n, "kind": ..., "params": ..., "actions": [...]}``,
@@ -296,12 +296,21 @@ def _multilevel(n: int, params: dict) -> "Schedule":
     return multilevel(n, io_cost={k: tuple(v) if isinstance(v, list) else v for k, v in io.items()}, **kw)
 
 
+def _online(n: int, params: dict) -> "Schedule":
+    from .online import online
+
+    kw = dict(params)
+    last = kw.pop("last_step_known")
+    return online(**kw).schedule(n, last_step_known=last)
+
+
 # kind -> (the planner's parameter names, those it may leave out, the function rebuilding the schedule)
 _PLANNERS: dict[str, tuple[tuple[str, ...], tuple[str, ...], Callable[[int, dict], "Schedule"]]] = {
     "binomial": (("snapshots",), (), _binomial),
     "periodic": (("every",), (), _periodic),
     "store_all": ((), (), _store_all),
     "multilevel": (("slots", "io_cost", "method"), ("forward_cost", "backward_cost"), _multilevel),
+    "online": (("snapshots", "algorithm", "last_step_known"), (), _online),
 }
 
 

@@ -97,3 +97,72 @@ def test_demo_small(capsys):
     assert main(["demo", "--steps", "30", "--points", "512", "--memory", "256KiB"]) == 0
     out = capsys.readouterr().out
     assert "store-all would hold" in out and "central differences" in out
+
+
+def test_plan_online_against_the_offline_optimum(tmp_path, capsys):
+    from revolve import online, simulate
+
+    f = tmp_path / "o.json"
+    assert main(["plan", "online", "--steps", "1000", "--snapshots", "10", "--json", str(f)]) == 0
+    out = capsys.readouterr().out
+    expected = simulate(online(snapshots=10).schedule(1000))
+    assert f"advances (recomputed steps)  {expected.advances:,}" in out
+    assert f"offline optimum t(1000, 10) = {binomial_cost(1000, snapshots=10):,} advances" in out
+    assert list(Schedule.load(f)) == list(online(snapshots=10).schedule(1000))
+    # n <= beta(s, 2): Stumm-Walther's Algorithm I is offline-optimal
+    assert main(["plan", "online", "--steps", "21", "--snapshots", "5", "--algorithm", "stumm-walther"]) == 0
+    out = capsys.readouterr().out
+    assert f"advances (recomputed steps)  {binomial_cost(21, snapshots=5)}\n" in out
+    assert main(["plan", "online", "--steps", "50", "--snapshots", "4", "--algorithm", "wang-moin",
+                 "--stop-after-last"]) == 0
+    got = simulate(online(snapshots=4, algorithm="wang-moin").schedule(50, last_step_known=False))
+    assert f"advances (recomputed steps)  {got.advances}\n" in capsys.readouterr().out
+
+
+def test_plan_multilevel_per_level_slots_and_io(tmp_path, capsys):
+    from revolve import multilevel, simulate
+
+    f = tmp_path / "m.json"
+    argv = ["plan", "multilevel", "--steps", "1000", "--slots", "ram=5,disk=10", "--io-cost", "disk=2:2",
+            "--json", str(f)]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    levels, io = {"ram": 5, "disk": 10}, {"disk": (2, 2)}
+    st = simulate(multilevel(1000, slots=levels, io_cost=io), slots=levels, io_cost=io)
+    assert f"cost with I/O                {st.cost:,.0f}" in out
+    assert "peak snapshots in disk       10" in out and "peak snapshots in ram        5" in out
+    assert list(Schedule.load(f)) == list(multilevel(1000, slots=levels, io_cost=io))
+    assert main(["plan", "multilevel", "--steps", "300", "--slots", "gpu=2, host=3, disk=4",
+                 "--io-cost", "host=1:1,disk=4:3", "--forward-cost", "2", "--method", "fast"]) == 0
+    out = capsys.readouterr().out
+    plan = multilevel(300, slots={"gpu": 2, "host": 3, "disk": 4}, io_cost={"host": (1, 1), "disk": (4, 3)},
+                      forward_cost=2.0, method="fast")
+    st = simulate(plan, slots={"gpu": 2, "host": 3, "disk": 4}, io_cost={"host": (1, 1), "disk": (4, 3)})
+    assert f"cost at the given step costs {st.forward_evaluations * 2 + 300 + st.io_time:,.6g}" in out
+
+
+@pytest.mark.parametrize(
+    "argv,msg",
+    [
+        (["plan", "multilevel", "--steps", "100", "--slots", "ram=5,disk"], "expected slots per level as LEVEL=VALUE"),
+        (["plan", "multilevel", "--steps", "100", "--slots", "ram=x"], "the slots of level 'ram' must be an integer"),
+        (["plan", "multilevel", "--steps", "100", "--slots", "ram=1,ram=2"], "level 'ram' is given twice"),
+        (["plan", "multilevel", "--steps", "100", "--slots", "ram=5", "--io-cost", "disk=2"],
+         "the cost of level 'disk' must be WRITE:READ"),
+        (["plan", "multilevel", "--steps", "100", "--slots", "ram=2", "--io-cost", "tape=2:2"],
+         "io_cost names level(s) ['tape'] that slots does not"),
+        (["plan", "multilevel", "--steps", "100", "--slots", "ram=0"], "slots['ram'] (the fastest level) must be >= 1"),
+        (["plan", "multilevel", "--steps", "100", "--slots", "ram=2", "--forward-cost", "-1"],
+         "expected a positive finite number"),
+        (["plan", "multilevel", "--steps", "100"], "--slots"),
+        (["plan", "online", "--steps", "100", "--snapshots", "3", "--algorithm", "foo"], "invalid choice: 'foo'"),
+        (["plan", "online", "--steps", "100", "--snapshots", "0"], "expected a positive integer, got '0'"),
+        (["plan", "online", "--steps", "100000", "--snapshots", "3", "--algorithm", "stumm-walther"],
+         "plans at most beta(s, 3)"),
+    ],
+)
+def test_online_and_multilevel_errors_one_line_status_2(argv, msg, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert msg in err, err
+    assert err.count("\n") == 1 and "Traceback" not in err

@@ -133,3 +133,16 @@ def test_multilevel_document_with_bad_params_names_them():
     doc["params"]["slots"] = {"ram": 0}
     with pytest.raises(ValueError, match="bad multilevel params"):
         Schedule.from_json(doc)
+
+
+@pytest.mark.parametrize("algorithm", ["auto", "stumm-walther", "wang-moin"])
+@pytest.mark.parametrize("n, s, last", [(1, 1, True), (21, 5, True), (40, 5, False), (300, 12, True)])  # n <= beta(s, 3)
+def test_online_json_round_trip(algorithm, n, s, last):
+    from revolve import online
+
+    sched = online(snapshots=s, algorithm=algorithm).schedule(n, last_step_known=last)
+    doc = json.loads(sched.to_json())
+    assert doc["version"] == 2 and doc["kind"] == "online" and "actions" not in doc
+    back = Schedule.from_json(doc)
+    assert back.params == sched.params and list(back) == list(sched)
+    assert simulate(back).advances == simulate(sched).advances
