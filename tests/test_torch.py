@@ -371,3 +371,34 @@ def test_the_adapter_is_a_package_of_named_files():
     from revolve.integrations.torch import planning, profiling, runner, sequential
     assert rt.profile is profiling.profile and rt.plan is planning.plan
     assert rt.CheckpointedSequential is sequential.CheckpointedSequential and rt.RunStats is runner.RunStats
+
+
+def test_a_new_shape_reuses_the_first_profiles_times_and_measures_only_sizes():
+    """Profiling cost in layer calls: the first shape times each layer (a warm-up and 3 timed runs, each a
+    no-grad forward and a recording) and measures its memory (2 more); a new batch size runs each layer
+    twice for its sizes and memory, reusing the first profile's times. The plan at the new shape is
+    checked against the allocator; the functional form profiles once per shape too (its plans are cached
+    on the model)."""
+    torch.manual_seed(0)
+    model = nn.Sequential(*[m for _ in range(3) for m in (nn.Linear(16, 16), nn.Tanh())])
+    calls = [0] * len(model)
+    for i, layer in enumerate(model):
+        layer.register_forward_hook(lambda m, a, o, i=i: calls.__setitem__(i, calls[i] + 1))
+    net = CheckpointedSequential(model, memory="1MiB")
+    for batch, profile_calls in ((8, 2 * 4 + 2), (32, 2 + 2)):
+        calls[:] = [0] * len(model)
+        x = torch.randn(batch, 16)
+        net(x).sum().backward()
+        evaluations = net.last_stats.forward_evaluations
+        assert sum(calls) == len(model) * profile_calls + evaluations, (batch, calls)
+    first, second = (c for _, c, _, _ in net._plans.values())
+    assert first.values("forward_cost").tolist() == second.values("forward_cost").tolist()
+    assert second.values("state_bytes")[1] == 4 * first.values("state_bytes")[1]  # sizes are measured anew
+    weight = torch.randn(32, 16)
+    x = torch.randn(32, 16)
+    assert measured_step(net, model, x, weight) <= 2**20
+    for k in range(2):
+        calls[:] = [0] * len(model)
+        checkpoint_sequential(model, x, memory="1MiB").sum().backward()
+        if k == 1:
+            assert sum(calls) == len(model), calls  # no profiling: the cached plan (store-all fits) runs once

@@ -197,10 +197,14 @@ def profile(model, example_input: torch.Tensor, *side, repeats: int = 5, working
 
 
 def _profile(model, example_input: torch.Tensor, *, repeats: int, working_memory: bool,
-             where: str = "revolve.integrations.torch.profile", side: tuple = ()) -> tuple[Chain, list]:
+             where: str = "revolve.integrations.torch.profile", side: tuple = (),
+             times: tuple | None = None) -> tuple[Chain, list]:
     """``profile``, and per layer the leaf tensors requiring grad it reaches beyond its parameters and input.
 
     ``side``: arguments every layer takes after the state (``layer(x, *side)``), the same for all layers.
+    ``times``: (forward, backward) costs per layer from a profile at another shape: then nothing is timed
+    (each layer runs once for its sizes and once for its working memory). Only the costs' ratios steer
+    the planners, and those change little with the batch size or sequence length; sizes are measured.
     """
     side = _side_aliases(side)
     layers = _layers(model, where)
@@ -217,7 +221,8 @@ def _profile(model, example_input: torch.Tensor, *, repeats: int, working_memory
         with torch.random.fork_rng(devices=_rng_devices(x)):
             for li, layer in enumerate(layers):
                 ft, bt, tape, y = [], [], 0, None
-                for rep in range(max(1, repeats) + 1):  # the first run only warms up
+                runs = 1 if times is not None else max(1, repeats) + 1
+                for rep in range(runs):  # the first run only warms up
                     version = x._version
                     rng = _get_rng(x) if rep == 0 else None
                     with torch.no_grad(), _Timer(x.device) as timer:
@@ -251,9 +256,10 @@ def _profile(model, example_input: torch.Tensor, *, repeats: int, working_memory
                     keeps_in = in_key in keys
                     keeps_out = out_key in keys and out_key != in_key
                     tape = sum(v for k, v in keys.items() if k not in (in_key, out_key))
-                ft, bt = ft[1:], bt[1:]
-                fwd.append(sorted(ft)[len(ft) // 2])
-                bwd.append(sorted(bt)[len(bt) // 2])
+                if times is None:
+                    ft, bt = ft[1:], bt[1:]
+                    fwd.append(sorted(ft)[len(ft) // 2])
+                    bwd.append(sorted(bt)[len(bt) // 2])
                 tapes.append(float(tape))
                 holds_in.append(keeps_in)
                 holds_out.append(keeps_out)
@@ -306,6 +312,8 @@ def _profile(model, example_input: torch.Tensor, *, repeats: int, working_memory
             adjoints[k] += held
     work = dict(forward_overhead=f_over, record_overhead=r_over, backward_overhead=b_over,
                 adjoint_bytes=adjoints) if working_memory else {}
+    if times is not None:
+        fwd, bwd = list(times[0]), list(times[1])
     chain = Chain(forward_cost=fwd, backward_cost=bwd, state_bytes=states, tape_bytes=tapes,
                   tape_holds_input=holds_in, tape_holds_output=holds_out, **work)
     return chain, extras

@@ -33,8 +33,10 @@ class CheckpointedSequential(nn.Module):
             after it, their parameters' gradients. Measure it once with ``allocator_peak`` on the rest
             of the step (example below); default 0 (the model is the whole step).
 
-    Plans are made on the first call for each input shape, dtype, device and autocast state (profiling
-    the model once) and cached (train and eval mode plan separately). Under ``torch.no_grad``, or when
+    Plans are made on the first call for each input shape, dtype, device and autocast state and cached
+    (train and eval mode plan separately). The first profiles the model: each layer runs 10 times (timed
+    runs and one measured by the allocator); a later one at another shape or mode reuses those times and
+    runs each layer twice for its sizes, so a budget too small for a new batch size fails fast. Under ``torch.no_grad``, or when
     nothing needs a gradient, the model runs plainly. ``last_stats`` holds the last backward's
     ``RunStats``. The layers are registered as ``nn.Sequential`` registers them (children ``"0"``,
     ``"1"``, ...), so ``state_dict`` keys are the plain model's and checkpoints load either way.
@@ -96,7 +98,11 @@ class CheckpointedSequential(nn.Module):
         ``_reached_from_outside``), planned once per shape, dtype, device, mode and autocast state."""
         key = (tuple(x.shape), x.dtype, x.device, self.training, _autocast_state(x.device), _side_key(side))
         if key not in self._plans:
-            chain, extras = _profile(list(self.layers), x, repeats=5, working_memory=self.working_memory,
+            # the first profile times the layers; one at another shape or mode reuses its times and
+            # measures only sizes (each layer runs twice instead of eight times)
+            times = next(((c.values("forward_cost"), c.values("backward_cost")) for _, c, _, _ in self._plans.values()),
+                         None)
+            chain, extras = _profile(list(self.layers), x, repeats=3, working_memory=self.working_memory, times=times,
                                      where="revolve.integrations.torch.CheckpointedSequential", side=side)
             try:
                 schedule = plan(chain, memory=self.memory - self.outside, strategy=self.strategy, slots=self.slots)
