@@ -3,7 +3,7 @@
 pyadjoint and tlm_adjoint (Firedrake's adjoints) drive their checkpointing with a
 ``checkpoint_schedules.CheckpointSchedule``: an iterator of ``Forward``, ``Reverse``, ``Copy``, ``Move``,
 ``EndForward`` and ``EndReverse`` actions over the storage types RAM, DISK and WORK.
-``as_checkpoint_schedule(schedule)`` wraps any revolve schedule (binomial, optimal, periodic, store-all,
+``as_checkpoint_schedule(schedule)`` wraps any revolve schedule (binomial, optimal, periodic, store-all, online,
 multi-level with ``Snapshot(storage="disk")``) as such an object, a subclass of the peer's base class, so
 those codes run our plans unchanged::
 
@@ -24,7 +24,12 @@ How revolve's actions map (NOTE [ Schedule invariants ] in revolve/actions.py):
 4. ``Restore(i)``: ``Copy(i, level, WORK)``, or ``Move`` at the last restore before ``Discard(i)``
    (the peer has no delete: a moved checkpoint is gone), after which that ``Discard`` says nothing more.
 5. ``Reverse(i)``: ``Reverse(i + 1, i, clear_adj_deps=True)``; ``EndForward`` comes right before the first
-   reverse (the forward has reached n) and ``EndReverse`` after the last.
+   reverse or restore (the forward has reached n) and ``EndReverse`` after the last.
+6. A snapshot never restored (an online forward drops snapshots as steps arrive) is not written, and the
+   advances around it join into one ``Forward``: in the peer's model a checkpoint's restart data covers only
+   the forward it was written with, so each checkpoint that is read is written over the whole forward up to
+   the next one (``_readable``). Online schedules (``revolve.online(...).schedule(n)``) therefore translate
+   once n is known; a forward whose n is still unknown cannot drop a checkpoint that way.
 
 The stream is translated once, when iteration starts, since rule 4 needs to know which restore is the
 last (a list of the schedule's actions: O(n log n) for binomial).
@@ -50,6 +55,37 @@ def _level(where: str, storage: str, levels: dict) -> str:
                          f"levels={{{storage!r}: 'RAM' or 'DISK', ...}} (known: {sorted(levels)})") from None
 
 
+def _readable(acts: list) -> list:
+    """Rule 6: the actions without the snapshots that are never restored (and their discards), with the
+    advances that follow each other joined into one.
+
+    An online forward writes snapshots it later drops unread; in the peer's model a checkpoint's restart data
+    covers the forward it was written with (``Forward(n0, n1, write_ics=True)``: steps n0..n1-1), and a restore
+    must reach the adjoint from there, so a held checkpoint's forward has to run on to the next one that is read.
+    """
+    unread: set[int] = set()  # positions of snapshots with no restore before their discard (or the end)
+    open_at: dict[int, int] = {}
+    for pos, a in enumerate(acts):
+        if isinstance(a, Snapshot):
+            open_at[a.index] = pos
+            unread.add(pos)
+        elif isinstance(a, Restore) and a.index in open_at:
+            unread.discard(open_at[a.index])
+        elif isinstance(a, Discard) and a.index in open_at:
+            if open_at[a.index] in unread:
+                unread.add(pos)
+            del open_at[a.index]
+    out: list = []
+    for pos, a in enumerate(acts):
+        if pos in unread:
+            continue
+        if isinstance(a, Advance) and out and isinstance(out[-1], Advance) and out[-1].stop == a.start:
+            out[-1] = Advance(out[-1].start, a.stop)
+        else:
+            out.append(a)
+    return out
+
+
 def translate(actions: Iterable, *, levels: dict | None = None) -> Iterator[tuple]:
     """revolve actions as checkpoint_schedules actions, each a tuple ``(name, *args)``.
 
@@ -59,7 +95,7 @@ def translate(actions: Iterable, *, levels: dict | None = None) -> Iterator[tupl
 
     Raises:
         ValueError: an action sequence the peer's vocabulary cannot say (a snapshot not followed by an
-            advance from it, a snapshot discarded without being restored, an unknown storage level).
+            advance from it, an unknown storage level).
 
     Example:
         >>> import revolve
@@ -71,7 +107,7 @@ def translate(actions: Iterable, *, levels: dict | None = None) -> Iterator[tupl
     for k, v in levels.items():
         if v not in ("RAM", "DISK"):
             raise ValueError(f"{where}: levels[{k!r}] must be 'RAM' or 'DISK', got {v!r}")
-    acts = list(actions)
+    acts = _readable(list(actions))
     # rule 4: the restore of a snapshot's lifetime that the next Discard of that index follows
     last_restore: set[int] = set()
     pending: dict[int, int] = {}
@@ -79,10 +115,7 @@ def translate(actions: Iterable, *, levels: dict | None = None) -> Iterator[tupl
         if isinstance(a, Restore):
             pending[a.index] = pos
         elif isinstance(a, Discard):
-            if a.index not in pending:
-                raise ValueError(f"{where}: {a!r} at position {pos} frees a snapshot never restored; "
-                                 f"checkpoint_schedules has no action that only deletes")
-            last_restore.add(pending.pop(a.index))
+            last_restore.add(pending.pop(a.index))  # every snapshot left is restored (``_readable``)
         elif isinstance(a, Snapshot):
             pending.pop(a.index, None)
     stored: dict[int, str] = {}  # index -> storage type of the checkpoint written at it
@@ -92,6 +125,9 @@ def translate(actions: Iterable, *, levels: dict | None = None) -> Iterator[tupl
     while pos < len(acts):
         a = acts[pos]
         nxt = acts[pos + 1] if pos + 1 < len(acts) else None
+        if not started and isinstance(a, (Reverse, Restore)):  # the forward is over (rule 5)
+            started = True
+            yield ("EndForward",)
         if isinstance(a, Snapshot):
             if not (isinstance(nxt, Advance) and nxt.start == a.index):
                 raise ValueError(f"{where}: {a!r} at position {pos} is followed by {nxt!r}; checkpoint_schedules "
@@ -113,9 +149,6 @@ def translate(actions: Iterable, *, levels: dict | None = None) -> Iterator[tupl
                 tapes.add(a.step)
                 yield ("Forward", a.step, a.step + 1, False, True, "RAM")
         elif isinstance(a, Reverse):
-            if not started:
-                started = True
-                yield ("EndForward",)
             if a.step in tapes:
                 tapes.discard(a.step)
                 yield ("Move", a.step, "RAM", "WORK")

@@ -248,3 +248,70 @@ def test_multilevel_is_valid_within_its_slots(n):
     v = replay(sched, {"RAM": 3, "DISK": 5})
     steps = revolve.simulate(sched, Chain(forward_cost=1, backward_cost=0, state_bytes=0, tape_bytes=0, n_steps=n))
     assert v.forward_steps == steps.advances + n
+
+
+# -- online schedules (snapshots decided as steps arrive, translated once n is known) -----------------------
+
+def _online_cases():
+    for n, s in GRID:
+        for algorithm in ("auto", "stumm-walther", "wang-moin"):
+            for last in (True, False):
+                # that algorithm's forward runs at most beta(s, 3) - 1 steps before the end
+                if algorithm == "stumm-walther" and (n - 1 if last else n) > revolve.beta(s, 3) - 1:
+                    continue
+                yield n, s, algorithm, last
+
+
+@pytest.mark.parametrize("n,s,algorithm,last", list(_online_cases()))
+def test_online_schedules_are_valid_with_s_ram_checkpoints(n, s, algorithm, last):
+    sched = revolve.online(snapshots=s, algorithm=algorithm).schedule(n, last_step_known=last)
+    v = replay(sched, {"RAM": s, "DISK": 0})
+    # the same forward steps as the stream itself: dropping unread snapshots removes no step
+    assert v.forward_steps == revolve.simulate(sched).advances + n
+
+
+def test_online_at_most_beta_s_2_is_the_offline_optimum_in_the_peers_counting():
+    # Stumm and Walther 2010, Algorithm I: t(n, s) for n <= beta(s, 2)
+    for s in range(1, 8):
+        for n in range(1, revolve.beta(s, 2) + 1):
+            v = replay(revolve.online(snapshots=s).schedule(n), {"RAM": s, "DISK": 0})
+            assert v.forward_steps == revolve.binomial_cost(n, snapshots=s) + n, (n, s)
+
+
+def test_unread_snapshots_are_not_written():
+    sched = revolve.online(snapshots=3).schedule(30)
+    acts = list(sched)
+    written = {a.index for a in acts if isinstance(a, revolve.Snapshot)}
+    read = {a.index for a in acts if isinstance(a, revolve.Restore)}
+    assert written - read  # the online forward drops some unread
+    out = list(translate(sched))
+    assert {a[1] for a in out if a[0] == "Forward" and a[3]} == read
+    # in the first forward, each checkpoint's forward runs on to the next checkpoint or taped step (its
+    # restart data covers the gap): no plain advance follows it
+    first = out[: out.index(("EndForward",))]
+    for a, b in zip(first, first[1:]):
+        if a[3]:
+            assert b[3] or b[4], (a, b)
+    # why: a checkpoint written over one step cannot restart a forward that must reach the adjoint two steps on
+    for first, ok in (([("Forward", 0, 1, True, False, "RAM"), ("Forward", 1, 2, False, False, "WORK")], False),
+                      ([("Forward", 0, 2, True, False, "RAM")], True)):
+        v = Validator(3, {"RAM": 1, "DISK": 0})
+        for act in first + [("Forward", 2, 3, False, True, "WORK"), ("EndForward",), ("Reverse", 3, 2, True)]:
+            v.step(*act)
+        if ok:
+            v.step("Copy", 0, "RAM", "WORK")
+        else:
+            with pytest.raises(AssertionError):
+                v.step("Copy", 0, "RAM", "WORK")
+
+
+@pytest.mark.parametrize("n,s", [(2, 1), (7, 2), (21, 5), (50, 3), (100, 4), (100, 10)])
+@pytest.mark.parametrize("algorithm", ["auto", "wang-moin"])
+def test_online_through_the_peer_protocol(n, s, algorithm):
+    cs = pytest.importorskip("checkpoint_schedules")
+    from revolve.integrations.checkpoint_schedules import as_checkpoint_schedule
+
+    sched = revolve.online(snapshots=s, algorithm=algorithm).schedule(n, last_step_known=False)
+    cp = as_checkpoint_schedule(sched)
+    assert isinstance(cp, cs.CheckpointSchedule)
+    assert _peer_replay(cp, n, {"RAM": s, "DISK": 0}).forward_steps == revolve.simulate(sched).advances + n
