@@ -46,3 +46,28 @@ def save(fig, out: Path, name: str, header, rows) -> None:
 
 def plt():
     return _pyplot()
+
+
+def allocator_peak(fn, device) -> int:
+    """The allocator's peak over ``fn()`` above what it held before: ``torch.cuda.max_memory_allocated`` on
+    CUDA, the running sum of torch.profiler's memory events on the CPU (one per allocation and free).
+    The benchmarks' meter, written apart from the adapter's so that it checks the adapter's plans."""
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        base = torch.cuda.memory_allocated(device)
+        fn()
+        torch.cuda.synchronize(device)
+        return torch.cuda.max_memory_allocated(device) - base
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    events = sorted((e.start_ns(), e.nbytes()) for e in prof.profiler.kineto_results.events() if e.name() == "[memory]")
+    live = peak = 0
+    for _, nbytes in events:
+        live += nbytes
+        peak = max(peak, live)
+    return peak

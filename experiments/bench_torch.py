@@ -1,8 +1,10 @@
 """Benchmark: time per training step against measured peak memory, revolve vs torch.utils.checkpoint.
 
-    python3 experiments/bench_torch.py [--device cpu|cuda] [--repeats 15] [--quick] [--out docs/figures]
+    python3 experiments/bench_torch.py [--device cpu|cuda] [--repeats 15] [--quick] [--models resnet18,gpt]
+                                       [--out docs/figures]
 
-For a uniform 16-layer MLP, a mixed-width network and a stack of transformer blocks, measures one training
+For a uniform 16-layer MLP, a mixed-width network, a stack of transformer blocks and (built in code by
+experiments/torch_models.py, at sizes for a CPU) ResNet18, VGG11, MobileNetV2 and a GPT-2 stack, measures one training
 step (forward, loss, backward; the output is held through the backward, as training code holds it) of
 the following. The loss is a fixed linear functional, (y * w).sum(): its backward creates the output's
 gradient and nothing else. A loss's own temporaries depend on the loss
@@ -17,9 +19,11 @@ method would pay them on top, and no method's plan can see them.
 Time: --repeats rounds, each running every setting once in a shuffled order; a setting's time is its
 fastest step (drift of a shared machine then hits every setting alike). Memory: one step per setting,
 measured apart from the timed ones (tracking slows every op).
-Memory is measured the same way for every method: on CPU, the peak bytes of live tensor storages created
-during the step (each storage counted once, views skipped: revolve.integrations.torch.PeakStorages); on CUDA,
-torch.cuda.max_memory_allocated above the memory allocated before the step. Parameter gradients are freed
+Memory is measured the same way for every method, with the allocator: on CPU, the running sum of
+torch.profiler's memory events (kernel workspace included); on CUDA, torch.cuda.max_memory_allocated above
+the memory allocated before the step (experiments/_common.allocator_peak, written apart from the adapter).
+Time is process CPU time on the CPU (steadier than wall time on a shared machine), CUDA events' wall time on
+a GPU. Parameter gradients are freed
 before each step, so every method is charged for them alike (revolve's budget covers them too). Writes a CSV and a PNG per model and prints
 the comparison the goal asks for: at equal or lower memory, revolve's fastest step against
 checkpoint_sequential's, and the budgets where checkpoint_sequential has no setting.
@@ -40,9 +44,12 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint_sequential
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import revolve  # noqa: E402
-from revolve.integrations.torch import CheckpointedSequential, PeakStorages, profile  # noqa: E402
+from revolve.integrations.torch import CheckpointedSequential, profile  # noqa: E402
+from _common import allocator_peak  # noqa: E402
+import torch_models  # noqa: E402
 from revolve.plotting import _pyplot  # noqa: E402
 
 
@@ -72,41 +79,26 @@ def transformer(blocks=8, d=64, seq=256, batch=8):
     return nn.Sequential(*layers), (batch, seq, d)
 
 
-def allocator_peak(device, run) -> int:
-    """The CUDA allocator's peak above the start while ``run()`` runs (on the CPU, which has none: runs it, 0)."""
-    if device.type != "cuda":
-        run()
-        return 0
-    torch.cuda.synchronize()
-    torch.cuda.reset_peak_memory_stats()
-    base = torch.cuda.memory_allocated()
-    run()
-    torch.cuda.synchronize()
-    return torch.cuda.max_memory_allocated() - base
-
-
 def peak_memory(step_fn, model, device) -> int:
-    """Peak bytes of one step: the CUDA allocator's peak above the start, or PeakStorages on the CPU."""
+    """Peak bytes of one step as the allocator sees them (parameter gradients freed first)."""
     for p in model.parameters():
         p.grad = None
-    if device.type == "cuda":
-        return allocator_peak(device, step_fn)
-    with PeakStorages() as tracker:
-        step_fn()
-    return tracker.peak
+    return allocator_peak(step_fn, device)
 
 
 def seconds(step_fn, model, device) -> float:
-    """Wall time of one step (no memory tracking: its dispatch hook would slow every op)."""
+    """Time of one step: process CPU time on the CPU, wall time around CUDA synchronization on a GPU."""
     for p in model.parameters():
         p.grad = None
     if device.type == "cuda":
         torch.cuda.synchronize()
-    t = time.perf_counter()
-    step_fn()
-    if device.type == "cuda":
+        t = time.perf_counter()
+        step_fn()
         torch.cuda.synchronize()
-    return time.perf_counter() - t
+        return time.perf_counter() - t
+    t = time.process_time()
+    step_fn()
+    return time.process_time() - t
 
 
 def bench_model(name, build, device, repeats, budgets_n, out_dir):
@@ -248,12 +240,23 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=15, help="rounds over all settings; each keeps its fastest step")
     ap.add_argument("--budgets", type=int, default=16)
     ap.add_argument("--quick", action="store_true", help="small models, one repeat (for tests)")
+    ap.add_argument("--models", default="", help="comma-separated subset of the models (default: all)")
     ap.add_argument("--replot", action="store_true", help="redraw the figures and the comparison from the CSVs in --out")
     ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "docs" / "figures")
     args = ap.parse_args(argv)
     device = torch.device(args.device)
     torch.set_num_threads(max(1, torch.get_num_threads()))
-    models = [("mlp16", mlp), ("mixed", mixed), ("transformer", transformer)]
+    real = {"resnet18": lambda: torch_models.resnet18(width=16, image=64, batch=8),
+            "vgg11": lambda: torch_models.vgg11(width=16, image=64, batch=8),
+            "mobilenet_v2": lambda: torch_models.mobilenet_v2(width=0.5, image=64, batch=8),
+            "gpt": lambda: torch_models.gpt(d=128, heads=4, blocks=6, seq=128, batch=4)}
+    models = [("mlp16", mlp), ("mixed", mixed), ("transformer", transformer), *real.items()]
+    if args.models:
+        chosen = args.models.split(",")
+        unknown = sorted(set(chosen) - {name for name, _ in models})
+        if unknown:
+            ap.error(f"--models: unknown {', '.join(unknown)}; choose from {', '.join(name for name, _ in models)}")
+        models = [(name, build) for name, build in models if name in chosen]
     if args.quick:
         models = [("mlp16", lambda: mlp(width=16, depth=4, batch=64)),
                   ("transformer", lambda: transformer(blocks=2, d=16, seq=16, batch=2))]

@@ -134,24 +134,8 @@ def raw_step_times(x0, p, device, repeats=30):
 
 
 def measured_peak(fn, device) -> int:
-    """The allocator's peak over fn(): torch.profiler memory events (CPU) or max_memory_allocated (CUDA)."""
-    if device.type == "cuda":
-        _sync(device)
-        torch.cuda.reset_peak_memory_stats(device)
-        base = torch.cuda.memory_allocated(device)
-        fn()
-        _sync(device)
-        return torch.cuda.max_memory_allocated(device) - base
-    from torch.profiler import ProfilerActivity, profile
-
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        fn()
-    events = sorted((e.start_ns(), e.nbytes()) for e in prof.profiler.kineto_results.events() if e.name() == "[memory]")
-    live = peak = 0
-    for _, nb in events:
-        live += nb
-        peak = max(peak, live)
-    return peak
+    """The allocator's peak over fn() (``_common.allocator_peak``)."""
+    return _common.allocator_peak(fn, device)
 
 
 def main(argv=None) -> int:

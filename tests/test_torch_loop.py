@@ -16,7 +16,7 @@ import revolve  # noqa: E402
 from revolve import ad  # noqa: E402
 from revolve.storage import SnapshotCorrupted  # noqa: E402
 from revolve.integrations.torch import HostStorage, TorchEngine, checkpointed_loop, gradient  # noqa: E402
-from tests.oracles import random_schedule  # noqa: E402
+from tests.oracles import allocator_peak, random_schedule  # noqa: E402
 
 F64 = torch.float64
 
@@ -392,20 +392,6 @@ def test_backward_under_another_autocast_state_recomputes_in_the_forwards():
 
 # ---- memory: the allocator's peak within the plan plus one step's working memory -----------------------
 
-def _allocator_peak(fn):
-    """Peak bytes live at once in the CPU allocator while fn runs, from torch.profiler's memory events."""
-    from torch.profiler import ProfilerActivity, profile
-
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        fn()
-    events = sorted((e.start_ns(), e.nbytes()) for e in prof.profiler.kineto_results.events() if e.name() == "[memory]")
-    live = peak = 0
-    for _, b in events:
-        live += b
-        peak = max(peak, live)
-    return peak
-
-
 def test_memory_peak_within_plan_plus_one_steps_working_memory():
     n, m = 600, 2 * 10**4
     state = 8 * m
@@ -418,14 +404,14 @@ def test_memory_peak_within_plan_plus_one_steps_working_memory():
         xd = x0.clone().requires_grad_()
         torch.autograd.grad(loss(step(xd, {"a": a}, 0)), xd)
 
-    working = _allocator_peak(one_step)
+    working = allocator_peak(one_step)
     holder = {}
 
     def run():
         holder["r"] = gradient(step, x0, n_steps=n, loss=loss, params={"a": a}, memory=12 * state,
                                preserve_rng_state=False)
 
-    peak = _allocator_peak(run)
+    peak = allocator_peak(run)
     stats = holder["r"].stats
     plan = stats.predicted.peak_memory
     plain_would_need = n * stats.tape_bytes
@@ -452,7 +438,7 @@ def test_memory_peak_within_plan_plus_one_steps_working_memory():
                               preserve_rng_state=False, stats=holder["loop"].append)
         loss(y).backward()
 
-    peak_periodic = _allocator_peak(run_loop)
+    peak_periodic = allocator_peak(run_loop)
     st = holder["loop"][0]
     assert st.schedule.startswith("Schedule(kind='periodic'"), st.schedule
     assert peak_periodic <= 40 * state, (peak_periodic, st.predicted.peak_memory)
