@@ -62,4 +62,6 @@ def test_torch_cuda_check_exactness_runs_on_cpu():
     (its CUDA-only parts, the allocator's peak and the CUDA RNG state, switch to their CPU counterparts)."""
     import torch
 
-    assert load("torch_cuda_check").exactness(torch.device("cpu")) == 0
+    check = load("torch_cuda_check")
+    assert check.exactness(torch.device("cpu")) == 0
+    assert check.real_models(torch.device("cpu")) == 0
