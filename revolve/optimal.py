@@ -656,66 +656,211 @@ def _min_memory_choice(chain: Chain) -> tuple[float, "_MinChoices"]:
             f"group steps into fewer stages, or use revolve.binomial for uniform chains (any length, O(1) memory)"
         )
     units, unit, inf = _int_sizes(chain)
+    if units["state_bytes"].dtype == object and inf < 2 ** (_WIDE_BITS + 60):
+        # sums beyond int64 but within two int64 limbs: exact at int64 speed (a few times slower, not 50x)
+        ops = _WideOps
+        units = {name: _Wide.of(v) for name, v in units.items()}
+        inf = _Wide.of(np.array([2 ** (_WIDE_BITS + 60)], dtype=object))
+    else:
+        ops = _NumpyOps
     S, T = units["state_bytes"], units["tape_bytes"]
     FO, RO, BO, A = (units[name] for _, name in _WORKING_FIELDS)
     hin = chain.holds("tape_holds_input")
     hout = chain.holds("tape_holds_output")
     working = chain.has_overheads  # then a step's input counts while it runs, unless it is held
-    dt = S.dtype
-    W = np.full((n + 1, n + 1), inf, dtype=dt)
-    E = np.full((n + 1, n + 1), inf, dtype=dt)
-    H = np.full((n + 1, n + 1), inf, dtype=dt)
+    W = ops.full((n + 1, n + 1), inf, S)
+    E = ops.full((n + 1, n + 1), inf, S)
+    H = ops.full((n + 1, n + 1), inf, S)
     ch = _MinChoices(n)
     idx = np.arange(n + 1)
-    W[idx, idx] = 0
-    H[idx, idx] = 0
-    zero = np.zeros(1, dtype=dt)
-    X = S[:n] * working + FO  # what advancing through step l needs beyond the adjoint, x_l unheld
+    zero = ops.zeros((1,), S)
+    W[idx, idx] = ops.zeros((n + 1,), S)
+    H[idx, idx] = ops.zeros((n + 1,), S)
+    X = S[:n] + FO if working else FO  # what advancing through step l needs beyond the adjoint, x_l unheld
     held_by_prev = np.concatenate(([False], hout[:-1]))  # x_i is held by the tape of step i - 1
+    mx, where = ops.maximum, ops.where
     for length in range(1, n + 1):
         i = np.arange(0, n - length + 1)
         k = i + length
-        cout = np.where(hout[i], S[i + 1], zero)
-        rest = np.where(hout[i], H[i + 1, k], W[i + 1, k])
+        cout = where(hout[i], S[i + 1], zero)
+        rest = where(hout[i], H[i + 1, k], W[i + 1, k])
         back = A[i + 1] + BO[i]  # reversing step i
         c_h = T[i] + cout
-        runs = A[k] + RO[i] + np.where(hin[i] | (not working), zero, S[i])  # recording step i
-        D = c_h + np.where(hin[i], S[i], zero) + np.maximum(np.maximum(runs, back), rest)
-        best = np.maximum(S[i] + A[k], D)
+        runs = A[k] + RO[i] + where(hin[i] | (not working), zero, S[i])  # recording step i
+        D = c_h + where(hin[i], S[i], zero) + mx(mx(runs, back), rest)
+        best = mx(S[i] + A[k], D)
         c = np.zeros(i.size, np.int64)
         has_h = held_by_prev[i]
-        best_h = c_h + np.maximum(np.maximum(A[k] + RO[i], back), rest)
+        best_h = c_h + mx(mx(A[k] + RO[i], back), rest)
         c_hh = np.zeros(i.size, np.int64)
         if length >= 2:
             js = i[:, None] + np.arange(1, length)[None, :]  # split points j = i+1 .. k-1
             # advancing from x_i to x_j: the most working memory of steps i .. j-1 (x_i held, later inputs not)
             if length >= 3:
-                later = np.maximum.accumulate(X[i[:, None] + np.arange(1, length - 1)[None, :]], axis=1)
-                adv = np.maximum(FO[i][:, None], np.concatenate((np.zeros((i.size, 1), dt), later), axis=1))
+                later = ops.cummax1(X[i[:, None] + np.arange(1, length - 1)[None, :]])
+                adv = mx(FO[i][:, None], ops.concat1((ops.zeros((i.size, 1), S), later)))
             else:
-                adv = FO[i][:, None].copy()
+                adv = FO[i][:, None]
             adv = adv + A[k][:, None]
             wjk = W[js, k[:, None]]
-            cand = np.maximum(S[i][:, None] + np.maximum(adv, wjk), E[i[:, None], js])
-            a = np.argmin(cand, axis=1)
-            val = cand[np.arange(i.size), a]
-            better = val < best
-            best = np.where(better, val, best)
-            c = np.where(better, js[np.arange(i.size), a], 0)
+            rows = np.arange(i.size)
+            cand = mx(S[i][:, None] + mx(adv, wjk), E[i[:, None], js])
+            a = ops.argmin1(cand)
+            val = cand[rows, a]
+            better = ops.less(val, best)
+            best = where(better, val, best)
+            c = np.where(better, js[rows, a], 0)
             if has_h.any():
-                cand = np.maximum(np.maximum(adv, wjk), H[i[:, None], js])
-                a = np.argmin(cand, axis=1)
-                val = cand[np.arange(i.size), a]
-                better = val < best_h
-                best_h = np.where(better, val, best_h)
-                c_hh = np.where(better, js[np.arange(i.size), a], 0)
+                cand = mx(mx(adv, wjk), H[i[:, None], js])
+                a = ops.argmin1(cand)
+                val = cand[rows, a]
+                better = ops.less(val, best_h)
+                best_h = where(better, val, best_h)
+                c_hh = np.where(better, js[rows, a], 0)
         E[i, k] = best
         ch.E[i, k] = c
-        W[i, k] = np.minimum(best, D)
-        ch.W[i, k] = np.where(D <= best, 0, c)
+        W[i, k] = ops.minimum(best, D)
+        ch.W[i, k] = np.where(ops.less_equal(D, best), 0, c)
         H[i[has_h], k[has_h]] = best_h[has_h]
         ch.H[i[has_h], k[has_h]] = c_hh[has_h]
-    return int(W[0, n]) * unit.numerator / unit.denominator, ch
+    return ops.to_int(W[0, n]) * unit.numerator / unit.denominator, ch
+
+
+class _NumpyOps:
+    """The min-memory recurrence's operations on int64 (or Python-integer) arrays: numpy's own."""
+
+    maximum = staticmethod(np.maximum)
+    minimum = staticmethod(np.minimum)
+    where = staticmethod(np.where)
+    less = staticmethod(np.less)
+    less_equal = staticmethod(np.less_equal)
+
+    @staticmethod
+    def full(shape, value, like):
+        return np.full(shape, value, dtype=like.dtype)
+
+    @staticmethod
+    def zeros(shape, like):
+        return np.zeros(shape, dtype=like.dtype)
+
+    @staticmethod
+    def cummax1(a):
+        return np.maximum.accumulate(a, axis=1)
+
+    @staticmethod
+    def concat1(parts):
+        return np.concatenate(parts, axis=1)
+
+    @staticmethod
+    def argmin1(a):
+        return np.argmin(a, axis=1)
+
+    @staticmethod
+    def to_int(x) -> int:
+        return int(x)
+
+
+_WIDE_BITS = 40  # the low limb's bits; the high limb holds the rest (below 2^62: values and the sentinel)
+
+
+class _Wide:
+    """Non-negative integers as two int64 limbs, value = h * 2^40 + l with 0 <= l < 2^40: exact sums up to 2^100
+    with numpy's speed. Indexing, assignment and addition act on both limbs (broadcasting as numpy does)."""
+
+    __slots__ = ("h", "l")
+
+    def __init__(self, h, l):
+        self.h, self.l = h, l
+
+    @classmethod
+    def of(cls, values) -> "_Wide":
+        """From an array of Python integers (>= 0)."""
+        vals = [int(v) for v in np.asarray(values, dtype=object).ravel().tolist()]
+        shape = np.shape(values)
+        mask = (1 << _WIDE_BITS) - 1
+        return cls(np.array([v >> _WIDE_BITS for v in vals], np.int64).reshape(shape),
+                   np.array([v & mask for v in vals], np.int64).reshape(shape))
+
+    def __getitem__(self, key) -> "_Wide":
+        return _Wide(self.h[key], self.l[key])
+
+    def __setitem__(self, key, value: "_Wide") -> None:
+        self.h[key] = value.h
+        self.l[key] = value.l
+
+    def __add__(self, other: "_Wide") -> "_Wide":
+        h = self.h + other.h
+        l = self.l + other.l
+        carry = l >> _WIDE_BITS
+        return _Wide(h + carry, l - (carry << _WIDE_BITS))
+
+    @property
+    def size(self) -> int:
+        return self.h.size
+
+
+class _WideOps:
+    """The min-memory recurrence's operations on ``_Wide`` integers (lexicographic on the two limbs)."""
+
+    @staticmethod
+    def greater(a: _Wide, b: _Wide):
+        return (a.h > b.h) | ((a.h == b.h) & (a.l > b.l))
+
+    @staticmethod
+    def less(a: _Wide, b: _Wide):
+        return (a.h < b.h) | ((a.h == b.h) & (a.l < b.l))
+
+    @staticmethod
+    def less_equal(a: _Wide, b: _Wide):
+        return ~_WideOps.greater(a, b)
+
+    @staticmethod
+    def where(cond, a: _Wide, b: _Wide) -> _Wide:
+        return _Wide(np.where(cond, a.h, b.h), np.where(cond, a.l, b.l))
+
+    @staticmethod
+    def maximum(a: _Wide, b: _Wide) -> _Wide:
+        return _WideOps.where(_WideOps.greater(a, b), a, b)
+
+    @staticmethod
+    def minimum(a: _Wide, b: _Wide) -> _Wide:
+        return _WideOps.where(_WideOps.less(a, b), a, b)
+
+    @staticmethod
+    def full(shape, value: _Wide, like) -> _Wide:
+        return _Wide(np.full(shape, value.h.item(0), np.int64), np.full(shape, value.l.item(0), np.int64))
+
+    @staticmethod
+    def zeros(shape, like) -> _Wide:
+        return _Wide(np.zeros(shape, np.int64), np.zeros(shape, np.int64))
+
+    @staticmethod
+    def cummax1(a: _Wide) -> _Wide:
+        """Running maximum along axis 1, by doubling (log2 of the width passes)."""
+        h, l = a.h.copy(), a.l.copy()
+        shift = 1
+        while shift < h.shape[1]:
+            ph, pl = h[:, :-shift].copy(), l[:, :-shift].copy()
+            th, tl = h[:, shift:], l[:, shift:]
+            take = (ph > th) | ((ph == th) & (pl > tl))
+            th[take] = ph[take]
+            tl[take] = pl[take]
+            shift *= 2
+        return _Wide(h, l)
+
+    @staticmethod
+    def concat1(parts) -> _Wide:
+        return _Wide(np.concatenate([p.h for p in parts], axis=1), np.concatenate([p.l for p in parts], axis=1))
+
+    @staticmethod
+    def argmin1(a: _Wide):
+        """The first index of the least value along axis 1 (as numpy's argmin)."""
+        low = np.where(a.h == a.h.min(axis=1)[:, None], a.l, np.iinfo(np.int64).max)
+        return np.argmin(low, axis=1)
+
+    @staticmethod
+    def to_int(x: _Wide) -> int:
+        return (int(x.h) << _WIDE_BITS) + int(x.l)
 
 
 class _MinChoices:

@@ -417,3 +417,36 @@ def test_frontier_of_a_chain_that_stores_nothing():
     chain = Chain(forward_cost=[3], backward_cost=[2], state_bytes=[0, 0], tape_bytes=[0])
     front = frontier(chain, slots=1)
     assert [(p.memory, p.time) for p in front.points] == [(0.0, 5.0)]
+
+
+@given(chain=float_chains(max_steps=14), scales=st.sampled_from([(2.0**-30, 1e6 / 3), (1.0, 2.0**40 / 7),
+                                                                   (1e-3, 1e3), (1e5 / 3, 1e-4)]))
+@settings(max_examples=60, deadline=None)
+def test_min_memory_two_limb_integers_equal_python_integers(chain, scales):
+    """Fractional sizes whose exact sums pass int64 run the min-memory recurrence on two int64 limbs; its
+    minimum and every choice equal the same recurrence on Python integers (the slow exact path)."""
+    import importlib
+
+    opt = importlib.import_module("revolve.optimal")  # the module (revolve.optimal is also the function)
+    small, large = scales  # sizes of very different magnitudes: their exact sums need more than 64 bits
+    kw = {"state_bytes": chain.values("state_bytes") * small, "tape_bytes": chain.values("tape_bytes") * large}
+    for name in ("forward_overhead", "backward_overhead", "adjoint_bytes", "record_overhead"):
+        if chain.values(name).any():
+            kw[name] = chain.values(name) * small
+    flags = {name: chain.holds(name) for name in ("tape_holds_input", "tape_holds_output")}
+    chain = Chain(forward_cost=chain.values("forward_cost"), backward_cost=chain.values("backward_cost"),
+                  **kw, **{k: v for k, v in flags.items() if v.any()})
+    if opt._int_sizes(chain)[0]["state_bytes"].dtype != object:
+        return  # sums fit int64: the plain path
+    wide, ch_w = opt._min_memory_choice(chain)
+    saved = opt._WIDE_BITS
+    try:
+        opt._WIDE_BITS = -200  # no limb pair is wide enough: Python integers
+        slow, ch_s = opt._min_memory_choice(chain)
+    finally:
+        opt._WIDE_BITS = saved
+    assert wide == slow
+    for kind in ("E", "W", "H"):
+        assert np.array_equal(getattr(ch_w, kind), getattr(ch_s, kind)), kind
+    stats = simulate(optimal(chain, memory=wide), chain)
+    assert stats.peak_memory <= wide
