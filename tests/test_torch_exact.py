@@ -469,3 +469,35 @@ def test_a_gradient_hook_on_a_parameter_runs_once_on_the_total_as_in_plain_autog
     for a, b in zip(plain_grads, grads):
         assert torch.equal(a, b)
     assert torch.equal(plain_g, g)
+
+
+def test_torch_compile_of_an_enclosing_model_runs_the_stack_eagerly_and_exactly():
+    """torch.compile traced into the runner (its version-counter check then misread every layer as in-place);
+    the stack now runs eagerly inside the compiled model, the head compiled around it."""
+    torch.manual_seed(0)
+    stack = nn.Sequential(*[m for _ in range(4) for m in (nn.Linear(32, 32), nn.Tanh())])
+
+    class Model(nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner, self.head = inner, nn.Linear(32, 1)
+
+        def forward(self, x):
+            return self.head(self.inner(x)).square().sum()
+
+    plain = Model(copy.deepcopy(stack))
+    x = torch.randn(16, 32)
+    chain = profile(stack, x)
+    memory = revolve.simulate(revolve.binomial(chain.n_steps, snapshots=1), chain).peak_memory
+    ours = Model(CheckpointedSequential(copy.deepcopy(stack), memory=memory, strategy="binomial"))
+    ours.head.load_state_dict(plain.head.state_dict())
+    torch._dynamo.reset()
+    compiled = torch.compile(ours, backend="aot_eager")
+    for _ in range(2):  # the second call runs the cached plan and compiled code
+        for p in [*plain.parameters(), *ours.parameters()]:
+            p.grad = None
+        compiled(x).backward()
+        plain(x).backward()
+        for a, b in zip(plain.parameters(), ours.parameters()):
+            torch.testing.assert_close(a.grad, b.grad, rtol=0, atol=0)
+    assert ours.inner.last_stats.forward_evaluations > chain.n_steps

@@ -118,8 +118,14 @@ class CheckpointedSequential(nn.Module):
             self._plans[key] = (schedule, chain, revolve.simulate(schedule, chain).peak_memory, extras)
         return self._plans[key]
 
+    @torch.compiler.disable
     def forward(self, x: torch.Tensor, *side) -> torch.Tensor:
-        """Run the layers on ``x``; ``side`` arguments (a mask, positions) go to every layer: ``layer(x, *side)``."""
+        """Run the layers on ``x``; ``side`` arguments (a mask, positions) go to every layer: ``layer(x, *side)``.
+
+        Under ``torch.compile`` of an enclosing model this runs eagerly (the compiler stops at it and
+        compiles what comes before and after): profiling, the planner and the runner's bookkeeping
+        (version counters, RNG states, storages) are Python that a compiled graph cannot hold.
+        """
         where = "revolve.integrations.torch.CheckpointedSequential"
         layers = list(self.layers)
         # each layer's parameters and buffers, listed once per step (module traversals are not free)
