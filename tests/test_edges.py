@@ -211,7 +211,7 @@ def test_mislabelled_schedule_is_saved_as_its_actions(tmp_path):
 
 
 @pytest.mark.parametrize("doc,needles", [
-    ({"kind": "optimal", "params": {}}, ["kind 'optimal' names no planner", "binomial, periodic, store_all"]),
+    ({"kind": "optimal", "params": {}}, ["kind 'optimal' names no planner", "binomial, multilevel, online, periodic, store_all"]),
     ({"kind": "binomial", "params": {"snapshots": 0}}, ["bad binomial params", "snapshots must be >= 1"]),
     ({"kind": "periodic", "params": {}}, ["periodic planner takes params ['every']"]),
 ])
