@@ -420,8 +420,81 @@ def test_side_inputs_double_backward_and_errors():
         revolve.integrations.torch.run_blocks(list(blocks), x, shift, memory="1MiB")
 
 
-def test_a_block_returning_a_tuple_is_refused_naming_it():
-    class Pair(nn.Module):
+class Coupling(nn.Module):
+    """A RevNet-style additive coupling: the state is a pair (a, b), returned as a pair."""
+
+    def __init__(self, d, p=0.1):
+        super().__init__()
+        self.f = nn.Sequential(nn.Linear(d, d), nn.Tanh(), nn.Dropout(p))
+        self.g = nn.Linear(d, d)
+
+    def forward(self, state):
+        a, b = state
+        a = a + self.f(b)
+        return (a, b + torch.tanh(self.g(a)))
+
+
+class DictBlock(nn.Module):
+    def __init__(self, d):
+        super().__init__()
+        self.lin = nn.Linear(d, d)
+
+    def forward(self, state):
+        return {"h": torch.tanh(self.lin(state["h"])) + state["skip"], "skip": state["skip"] * 0.5}
+
+
+@pytest.mark.parametrize("strategy", ["optimal", "binomial", "periodic"])
+def test_tuple_and_dict_states_are_bitwise_plain_with_recomputation(strategy):
+    from .oracles import allocator_peak
+
+    torch.manual_seed(0)
+    for base, make in ((nn.Sequential(*[Coupling(16) for _ in range(6)]),
+                        lambda g: (torch.randn(8, 16, generator=g), torch.randn(8, 16, generator=g))),
+                       (nn.Sequential(*[DictBlock(16) for _ in range(5)]),
+                        lambda g: {"h": torch.randn(8, 16, generator=g), "skip": torch.randn(8, 16, generator=g)})):
+        state0 = make(torch.Generator().manual_seed(1))
+
+        def loss(out):
+            leaves = list(out.values()) if isinstance(out, dict) else list(out)
+            return sum((k + 1) * t.square().sum() for k, t in enumerate(leaves))
+
+        plain, ours = copy.deepcopy(base), copy.deepcopy(base)
+        leaves_p = [t.clone().requires_grad_() for t in (state0.values() if isinstance(state0, dict) else state0)]
+        leaves_o = [t.detach().clone().requires_grad_() for t in leaves_p]
+
+        def rebuild(leaves):
+            return dict(zip(state0.keys(), leaves)) if isinstance(state0, dict) else tuple(leaves)
+
+        torch.manual_seed(5)
+        loss(plain(rebuild(leaves_p))).backward()
+        rng_p = torch.get_rng_state()
+        # a budget that forces recomputation: the least the strategy can do
+        probe = CheckpointedSequential(copy.deepcopy(base), memory=1.0, strategy=strategy)
+        try:
+            probe(rebuild([t.detach().clone().requires_grad_() for t in leaves_p]))
+            raise AssertionError("a 1-byte budget was accepted")
+        except revolve.InfeasibleBudget as e:
+            memory = e.minimum
+        net = CheckpointedSequential(ours, memory=memory, strategy=strategy)
+        torch.manual_seed(5)
+        out = net(rebuild(leaves_o))
+        assert type(out) is type(state0)
+        loss(out).backward()
+        assert torch.equal(rng_p, torch.get_rng_state())
+        assert net.last_stats.forward_evaluations > len(base)
+        for a, b in zip(leaves_p, leaves_o):
+            assert torch.equal(a.grad, b.grad)
+        for a, b in zip(plain.parameters(), ours.parameters()):
+            assert torch.equal(a.grad, b.grad)
+        # the budget holds, the packed input's copy included
+        for p in ours.parameters():
+            p.grad = None
+        inputs = rebuild([t.detach().clone().requires_grad_() for t in leaves_p])
+        assert allocator_peak(lambda: loss(net(inputs)).backward()) <= memory
+
+
+def test_tuple_state_errors_name_the_problem():
+    class Split(nn.Module):  # a tensor in, a pair out
         def __init__(self):
             super().__init__()
             self.lin = nn.Linear(4, 4)
@@ -429,9 +502,29 @@ def test_a_block_returning_a_tuple_is_refused_naming_it():
         def forward(self, x):
             return self.lin(x), x
 
-    net = CheckpointedSequential([nn.Linear(4, 4), Pair(), nn.Linear(4, 4)], memory="1MiB")
-    with pytest.raises(TypeError, match=r"layer 1 \(Pair\) returned a tuple, not a tensor.*side inputs"):
-        net(torch.randn(2, 4, requires_grad=True))
+    class Join(nn.Module):  # a pair in, a tensor out
+        def forward(self, state):
+            return state[0] * torch.tanh(state[1])
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 4), Split(), Coupling(4, p=0.0), Join(), nn.Linear(4, 2))
+    with pytest.raises(TypeError, match=r"layer 1 \(Split\) returned a tuple, not a tensor"):
+        profile(model, torch.randn(2, 4))  # profile() chains tensors; the front packs
+    plain, ours = copy.deepcopy(model), copy.deepcopy(model)
+    x = torch.randn(3, 4)
+    plain(x).square().sum().backward()
+    chain_free = CheckpointedSequential(ours, memory="1MiB")
+    chain_free(x).square().sum().backward()
+    for a, b in zip(plain.parameters(), ours.parameters()):
+        assert torch.equal(a.grad, b.grad)
+    pair = CheckpointedSequential([Coupling(4)], memory="1MiB")
+    with pytest.raises(TypeError, match="one dtype on one device"):
+        pair((torch.randn(2, 4, requires_grad=True), torch.randn(2, 4, dtype=torch.float64)))
+    with pytest.raises(TypeError, match="tensors only, got int"):
+        pair((torch.randn(2, 4, requires_grad=True), 3))
+    with torch.no_grad():  # plainly, the tuple as it is
+        a, b = pair((torch.randn(2, 4), torch.randn(2, 4)))
+    assert a.shape == b.shape == (2, 4)
 
 
 @pytest.mark.parametrize("strategy", ["optimal", "binomial", "store_all"])

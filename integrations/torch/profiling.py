@@ -76,11 +76,13 @@ _OUTSIDE = (
 
 
 _NOT_A_TENSOR = (
-    "revolve.integrations.torch: layer {i} ({layer}) returned a {kind}, not a tensor; the adapter's chain "
-    "carries one tensor from layer to layer (a tuple or dict state is not supported yet). Return the state "
-    "alone and pass what every layer shares as side inputs (layer(x, *side), run_blocks(blocks, x, mask)), "
-    "or split the stack where the extra outputs are made"
+    "revolve.integrations.torch: layer {i} ({layer}) returned a {kind}, not a tensor; profile() chains one "
+    "tensor from layer to layer. CheckpointedSequential takes tuple and dict states (it packs them)"
 )
+
+
+class _NotATensorState(TypeError):
+    """A layer returned a tuple or dict where the chain expected one tensor (the front then packs states)."""
 
 
 def _cached_cast(node) -> bool:
@@ -228,7 +230,8 @@ def _profile(model, example_input: torch.Tensor, *, repeats: int, working_memory
                     with torch.no_grad(), _Timer(x.device) as timer:
                         y = layer(x, *side)
                     if not isinstance(y, torch.Tensor):
-                        raise TypeError(_NOT_A_TENSOR.format(i=li, layer=type(layer).__name__, kind=type(y).__name__))
+                        raise _NotATensorState(_NOT_A_TENSOR.format(i=li, layer=type(layer).__name__,
+                                                                    kind=type(y).__name__))
                     if rep == 0:  # a layer that draws random numbers: the runner keeps its RNG state
                         random.append(_rng_drawn(rng, _get_rng(x)))
                     if x._version != version:
