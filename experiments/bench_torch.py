@@ -1,7 +1,7 @@
 """Benchmark: time per training step against measured peak memory, revolve vs torch.utils.checkpoint.
 
     python3 experiments/bench_torch.py [--device cpu|cuda] [--repeats 15] [--quick] [--models resnet18,gpt]
-                                       [--out docs/figures]
+                                       [--out docs/figures] [--overhead]
 
 For a uniform 16-layer MLP, a mixed-width network, a stack of transformer blocks and (built in code by
 experiments/torch_models.py, at sizes for a CPU) ResNet18, VGG11, MobileNetV2 and a GPT-2 stack, measures one training
@@ -10,6 +10,8 @@ the following. The loss is a fixed linear functional, (y * w).sum(): its backwar
 gradient and nothing else. A loss's own temporaries depend on the loss
 (y.square().mean() adds two of the output's size at the start of the backward, measured on the MLP); every
 method would pay them on top, and no method's plan can see them.
+
+(--overhead instead measures profiling's cost: the first call, a new batch size and eval mode, in plain steps.)
 
   - the plain model (store everything);
   - torch.utils.checkpoint.checkpoint_sequential at every segment count (use_reentrant=False);
@@ -32,6 +34,7 @@ checkpoint_sequential's, and the budgets where checkpoint_sequential has no sett
 from __future__ import annotations
 
 import argparse
+import copy
 import csv
 import random
 import statistics
@@ -234,6 +237,40 @@ def report(name, rows, out_dir):
     plt.close(fig)
 
 
+def overhead(name, build, device, rounds: int = 3) -> list:
+    """Profiling cost in plain steps: the first call of a fresh CheckpointedSequential (profile, plan, step),
+    a cached step, the first call at twice the batch size (sizes measured, times reused) and the first in
+    eval mode, each over the plain step at the same shape; ``rounds`` fresh instances, the settings in a
+    shuffled order each round. Returns (setting, median ratio, min, max) rows."""
+    model, shape = build()
+    model = model.to(device).train()
+    x = torch.randn(*shape, device=device)
+    x2 = torch.randn(2 * shape[0], *shape[1:], device=device)
+
+    def step(run, inp):
+        return seconds(lambda: run(inp).square().mean().backward(), model, device)
+
+    for inp in (x, x2):
+        step(model, inp)  # warm-up of the plain model at both shapes
+    # the allocator meter's profiler starts once per process (about a second on the CPU): not charged below
+    CheckpointedSequential(copy.deepcopy(model), memory=float("inf"))(x).sum().backward()
+    ratios: dict = {"first call": [], "cached step": [], "first call, 2x batch": [], "first call, eval mode": []}
+    for r in range(rounds):
+        plain = {k: statistics.median(step(model, inp) for _ in range(3)) for k, inp in (("x", x), ("x2", x2))}
+        net = CheckpointedSequential(model, memory=float("inf"))
+        ratios["first call"].append(step(net, x) / plain["x"])
+        ratios["cached step"].append(step(net, x) / plain["x"])
+        ratios["first call, 2x batch"].append(step(net, x2) / plain["x2"])
+        net.eval()  # its layers are the model's: the plain step's modes follow
+        ratios["first call, eval mode"].append(step(net, x) / plain["x"])
+        net.train()
+    rows = [(k, statistics.median(v), min(v), max(v)) for k, v in ratios.items()]
+    print(f"\n== {name}: profiling cost in plain steps (median of {rounds} fresh instances, min-max)")
+    for k, med, lo, hi in rows:
+        print(f"   {k:<24} {med:6.2f}  ({lo:.2f}-{hi:.2f})")
+    return rows
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cpu")
@@ -241,6 +278,8 @@ def main(argv=None) -> int:
     ap.add_argument("--budgets", type=int, default=16)
     ap.add_argument("--quick", action="store_true", help="small models, one repeat (for tests)")
     ap.add_argument("--models", default="", help="comma-separated subset of the models (default: all)")
+    ap.add_argument("--overhead", action="store_true",
+                    help="only the profiling cost: first call, new batch size and eval mode in plain steps")
     ap.add_argument("--replot", action="store_true", help="redraw the figures and the comparison from the CSVs in --out")
     ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "docs" / "figures")
     args = ap.parse_args(argv)
@@ -261,6 +300,10 @@ def main(argv=None) -> int:
         models = [("mlp16", lambda: mlp(width=16, depth=4, batch=64)),
                   ("transformer", lambda: transformer(blocks=2, d=16, seq=16, batch=2))]
         args.repeats, args.budgets = 1, 4
+    if args.overhead:
+        for name, build in models:
+            overhead(name, build, device, rounds=1 if args.quick else 3)
+        return 0
     for name, build in models:
         if args.replot:
             with open(args.out / f"torch_{name}.csv", newline="") as f:

@@ -48,6 +48,7 @@ def test_example_scripts_check_against_finite_differences(name, argv):
 
 def test_bench_torch_quick(tmp_path):
     assert load("bench_torch").main(["--quick", "--out", str(tmp_path)]) == 0
+    assert load("bench_torch").main(["--quick", "--overhead", "--models", "mlp16"]) == 0
     assert (tmp_path / "torch_mlp16.csv").exists() and (tmp_path / "torch_mlp16.png").exists()
 
 
