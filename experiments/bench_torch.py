@@ -240,8 +240,8 @@ def report(name, rows, out_dir):
 def overhead(name, build, device, rounds: int = 3) -> list:
     """Profiling cost in plain steps: the first call of a fresh CheckpointedSequential (profile, plan, step),
     a cached step, the first call at twice the batch size (sizes measured, times reused) and the first in
-    eval mode, each over the plain step at the same shape; ``rounds`` fresh instances, the settings in a
-    shuffled order each round. Returns (setting, median ratio, min, max) rows."""
+    eval mode, each over the plain step at the same shape (measured again each round); ``rounds`` fresh
+    instances, in that order (a first call can only come first). Returns (setting, median, min, max) rows."""
     model, shape = build()
     model = model.to(device).train()
     x = torch.randn(*shape, device=device)
