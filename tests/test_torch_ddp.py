@@ -40,11 +40,11 @@ evals = [0]  # layer forward calls so far: recomputations in the backward advanc
 def count(module, args, output):
     evals[0] += 1
 
-def run(wrap):
+def run(wrap, **ddp):
     base = build()
     for layer in base:
         layer.register_forward_hook(count)
-    net = DDP(wrap(base), bucket_cap_mb=0.004)  # about one layer's parameters per bucket
+    net = DDP(wrap(base), bucket_cap_mb=0.004, **ddp)  # about one layer's parameters per bucket
     fired = []
 
     def hook(state, bucket):  # the default all-reduce (sum, then / world), recording when each bucket goes
@@ -63,8 +63,10 @@ def run(wrap):
 chain = profile(build(), x, repeats=1)
 memory = revolve.simulate(revolve.binomial(chain.n_steps, snapshots=2), chain).peak_memory
 res = {}
-res["plain"] = run(lambda m: m)
-res["revolve"] = run(lambda m: CheckpointedSequential(m, memory=memory, strategy="binomial"))
+for name, ddp in (("", {}), ("find_unused", {"find_unused_parameters": True}),
+                  ("bucket_view", {"gradient_as_bucket_view": True})):
+    res["plain" + name] = run(lambda m: m, **ddp)
+    res["revolve" + name] = run(lambda m: CheckpointedSequential(m, memory=memory, strategy="binomial"), **ddp)
 with open(out + f".{rank}.json", "w") as fh:
     json.dump(res, fh)
 dist.destroy_process_group()
@@ -98,6 +100,9 @@ def test_ddp_gradients_bitwise_plain_and_buckets_reduced_during_the_backward(tmp
     for r in range(world):
         with open(f"{out}.{r}.json") as fh:
             res = json.load(fh)
+        for name in ("find_unused", "bucket_view"):  # DDP's options: the same gradients as plain DDP
+            assert res["revolve" + name][0] == res["plain" + name][0] == res["plain"][0], name
+            assert res["revolve" + name][1][0] < res["revolve" + name][2] - 4, name
         plain_grads, plain_fired, plain_evals = res["plain"]
         grads, fired, evals = res["revolve"]
         assert grads == plain_grads  # bitwise: the same all-reduced gradients
