@@ -158,14 +158,33 @@ def random_schedule(n, rng, levels=("ram",)):
 
 def allocator_peak(fn) -> int:
     """Peak bytes the CPU allocator holds while ``fn()`` runs, above what it held before: the running sum of
-    torch.profiler's memory events (one per allocation and free), read here without the adapter's meters."""
-    from torch.profiler import ProfilerActivity, profile
+    torch.profiler's memory events, read without the adapter's meters (the benchmarks' meter,
+    ``experiments/_common.allocator_peak``)."""
+    import importlib.util
+    from pathlib import Path
 
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        fn()
-    events = sorted((e.start_ns(), e.nbytes()) for e in prof.profiler.kineto_results.events() if e.name() == "[memory]")
-    live = peak = 0
-    for _, nbytes in events:
-        live += nbytes
-        peak = max(peak, live)
-    return peak
+    import torch
+
+    if "_common" not in _LOADED:
+        spec = importlib.util.spec_from_file_location(
+            "_revolve_experiments_common", Path(__file__).resolve().parents[1] / "experiments" / "_common.py")
+        _LOADED["_common"] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(_LOADED["_common"])
+    return _LOADED["_common"].allocator_peak(fn, torch.device("cpu"))
+
+
+_LOADED: dict = {}
+
+
+def step_peak(run, model, x, weight) -> int:
+    """The allocator's peak over one training step of ``run`` (``allocator_peak``), parameter gradients freed
+    first; the output is held through the backward, as training code holds it, and the loss
+    (out * weight).sum() creates only the output's gradient."""
+    for p in model.parameters():
+        p.grad = None
+
+    def step():
+        out = run(x)
+        (out * weight).sum().backward()
+
+    return allocator_peak(step)

@@ -10,7 +10,7 @@ import revolve
 from revolve import InfeasibleBudget
 from revolve.integrations.torch import CheckpointedSequential, checkpoint_sequential, plan, profile
 
-from .oracles import allocator_peak
+from .oracles import step_peak as measured_step
 
 STRATEGIES = ["optimal", "binomial", "periodic", "store_all"]
 
@@ -48,23 +48,6 @@ def assert_same(plain, ours, x_plain, x_ours, out_p, out_o, rng_p, rng_o):
     for a, b in zip(plain.buffers(), ours.buffers()):
         assert torch.equal(a, b)
     assert torch.equal(rng_p, rng_o)
-
-
-def measured_step(run, model, x, weight) -> int:
-    """The allocator's peak over one training step (torch.profiler's memory events), parameter gradients
-    freed first.
-
-    The output is held through the backward, as training code holds it; the loss (out * weight).sum()
-    creates only the output's gradient.
-    """
-    for p in model.parameters():
-        p.grad = None
-
-    def step():
-        out = run(x)
-        (out * weight).sum().backward()
-
-    return allocator_peak(step)
 
 
 def budgets(chain, strategy):

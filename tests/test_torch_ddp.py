@@ -3,12 +3,10 @@ DDP's, and DDP's buckets all-reduced during the backward, as each layer's gradie
 than all at its end (which left DDP nothing to overlap)."""
 
 import json
-import os
-import socket
-import subprocess
-import sys
 
 import pytest
+
+from .ranks import run_ranks
 
 torch = pytest.importorskip("torch")
 dist = pytest.importorskip("torch.distributed")
@@ -73,30 +71,11 @@ dist.destroy_process_group()
 """
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_ddp_gradients_bitwise_plain_and_buckets_reduced_during_the_backward(tmp_path):
     world, out = 2, str(tmp_path / "run")
     script = tmp_path / "worker.py"
     script.write_text(WORKER)
-    port = str(_free_port())
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([os.getcwd(), os.environ.get("PYTHONPATH", "")]),
-           "OMP_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": "lo"}
-    procs = [subprocess.Popen([sys.executable, str(script), str(r), str(world), port, out],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env) for r in range(world)]
-    try:
-        logs = [p.communicate(timeout=150) for p in procs]
-    finally:
-        for p in procs:  # whatever happened, no rank outlives the test
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-    for p, (_, err) in zip(procs, logs):
-        assert p.returncode == 0, err.decode()[-3000:]
+    run_ranks(script, world, out)
     for r in range(world):
         with open(f"{out}.{r}.json") as fh:
             res = json.load(fh)

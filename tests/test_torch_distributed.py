@@ -6,12 +6,10 @@ snapshots. The oracle is plain autograd over the unrolled loop on the whole grid
 """
 
 import json
-import os
-import socket
-import subprocess
-import sys
 
 import pytest
+
+from .ranks import run_ranks
 
 torch = pytest.importorskip("torch")
 dist = pytest.importorskip("torch.distributed")
@@ -75,12 +73,6 @@ dist.destroy_process_group()
 """
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _oracle(u0, nu, f):
     ns = {"DT": DT}
     exec(STEP, ns)
@@ -103,20 +95,7 @@ def _run_ranks(tmp_path, extra=()):
     torch.save(data, out + ".in.pt")
     script = tmp_path / "worker.py"
     script.write_text(f"N_GLOBAL, N_STEPS, DT = {N_GLOBAL}, {N_STEPS}, {DT}\n" + WORKER)
-    port = str(_free_port())
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([os.getcwd(), os.environ.get("PYTHONPATH", "")]),
-           "OMP_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": "lo"}
-    procs = [subprocess.Popen([sys.executable, str(script), str(r), str(world), port, out, *extra],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env) for r in range(world)]
-    try:
-        logs = [p.communicate(timeout=150) for p in procs]
-    finally:
-        for p in procs:  # whatever happened, no rank outlives the test
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-    for p, (_, err) in zip(procs, logs):
-        assert p.returncode == 0, err.decode()[-3000:]
+    run_ranks(script, world, out, extra)
     results = []
     for r in range(world):
         with open(f"{out}.{r}.json") as fh:

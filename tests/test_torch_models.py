@@ -12,7 +12,7 @@ from torch import nn
 import revolve
 from revolve.integrations.torch import CheckpointedSequential, allocator_peak as adapter_meter, profile
 
-from .oracles import allocator_peak
+from .oracles import allocator_peak, step_peak
 
 _spec = importlib.util.spec_from_file_location(
     "torch_models", Path(__file__).resolve().parents[1] / "experiments" / "torch_models.py")
@@ -25,18 +25,6 @@ SMALL = {
     "mobilenet_v2": dict(width=0.25, image=32, batch=2, classes=10),
     "gpt": dict(d=32, heads=4, blocks=3, seq=16, batch=2),
 }
-
-
-def step_peak(net, model, x, weight) -> int:
-    """The allocator's peak over one training step, the output held through the backward, grads freed first."""
-    for p in model.parameters():
-        p.grad = None
-
-    def step():
-        out = net(x)
-        (out * weight).sum().backward()
-
-    return allocator_peak(step)
 
 
 @pytest.mark.parametrize("name", sorted(SMALL))
