@@ -91,3 +91,21 @@ def test_outside_errors_name_the_argument_and_the_minimum():
     with pytest.raises(revolve.InfeasibleBudget, match="less outside=1999") as e:
         net(torch.randn(4, 8, requires_grad=True))
     assert e.value.minimum > 1999
+
+
+def test_profiling_under_a_running_profiler_warns_that_workspace_is_not_counted():
+    """Two profilers cannot nest (the inner one would empty the outer one's events): inside the caller's,
+    layers are measured by the storages they create, and the adapter says so."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    model = nn.Sequential(nn.Linear(8, 8), nn.Tanh())
+    with torch_profile(activities=[ProfilerActivity.CPU], profile_memory=True):
+        with pytest.warns(RuntimeWarning, match="kernels is not counted"):
+            chain = profile(model, torch.randn(4, 8), repeats=1)
+    assert chain.values("forward_overhead")[0] > 0  # measured all the same, by storages
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        profile(model, torch.randn(4, 8), repeats=1)  # outside it: the allocator, no warning

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+import warnings
 import weakref
 
 import torch
@@ -113,6 +114,10 @@ class _AllocatorPhases:
 
             self.prof = self._stack.enter_context(profile(activities=[ProfilerActivity.CPU], profile_memory=True))
         else:
+            warnings.warn("revolve.integrations.torch: torch.profiler is running (or unavailable), so layers are "
+                          "measured by the storages they create, not by the allocator: workspace allocated inside "
+                          "kernels is not counted and a step can exceed its budget by it; profile outside the "
+                          "profiler for allocator-exact plans", RuntimeWarning, stacklevel=2)
             self.fallback = self._stack.enter_context(PeakStorages())
         return self
 
