@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import time
 import warnings
@@ -158,8 +159,6 @@ class _AllocatorPhases:
             total += nbytes
             times.append(t)
             live.append(total)
-        import bisect
-
         for start, end, name in ranges:
             i = bisect.bisect_left(times, start)
             j = bisect.bisect_right(times, end)

@@ -218,6 +218,7 @@ def _profile(model, example_input: torch.Tensor, *, repeats: int, working_memory
     f_over, r_over, b_over, adjoints = [], [], [], [float(_storage_key(x)[1]) if x.is_floating_point() else 0.0]
     saved_buffers = [(b, b.detach().clone()) for m in layers for b in m.buffers()]
     random: list = []  # per layer: whether it draws random numbers (dropout)
+    rng_bytes = _rng_bytes(x)  # one RNG state as the runner reads it
     extras: list = []  # per layer: leaves requiring grad reached from outside (_reached_from_outside)
     try:
         with torch.random.fork_rng(devices=_rng_devices(x)):
@@ -271,7 +272,7 @@ def _profile(model, example_input: torch.Tensor, *, repeats: int, working_memory
                     fo, ro, bo = _working_memory(layer, x, int(tape) + kept_out, extras[li], side)
                     # the runner's own bytes at this layer's evaluations: two RNG states read around a first
                     # evaluation, and a recomputation's copies of the layer's buffers (restored after it)
-                    runner = 2 * _rng_bytes(x) + sum(b.numel() * b.element_size() for b in layer.buffers())
+                    runner = 2 * rng_bytes + sum(b.numel() * b.element_size() for b in layer.buffers())
                     fo, ro = fo + runner, ro + runner
                     f_over.append(fo)  # the input counts while the layer runs unless held: the simulator adds it
                     r_over.append(ro)
@@ -290,7 +291,7 @@ def _profile(model, example_input: torch.Tensor, *, repeats: int, working_memory
         # with it, the scalar loss and the loss's gradient (one element each)
         output = states[-1] + (2 * x.element_size() if x.is_floating_point() else 0)
         # and the RNG state of every layer that draws random numbers, which the runner keeps for replays
-        output += sum(random) * _rng_bytes(x)
+        output += sum(random) * rng_bytes
         if fresh_out:  # the last layer's overheads include making the output: counted by the constant now
             f_over[-1] = max(0.0, f_over[-1] - states[-1])
             if not holds_out[-1]:  # (a kept output is the tape's, already left out of record_overhead)

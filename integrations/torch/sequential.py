@@ -11,6 +11,7 @@ from torch.utils._pytree import tree_flatten, tree_unflatten
 import revolve
 from revolve import Chain, InfeasibleBudget, Schedule
 
+from ._meters import _storage_key
 from ._state import _autocast_state
 from .profiling import (_NotATensorState, _check_input, _layers, _profile, _side_aliases, _side_key,
                         _side_leaves)
@@ -165,7 +166,7 @@ class CheckpointedSequential(nn.Module):
         specs, packed = self._packed[spec]
         flat = _pack(leaves)
         copied = len(leaves) > 1  # the packed input is a copy: the plan's x_0 is then not the caller's
-        y = self._run(flat, side, packed, tree_key=spec, reserve=_storage_bytes(flat) if copied else 0.0)
+        y = self._run(flat, side, packed, tree_key=spec, reserve=float(_storage_key(flat)[1]) if copied else 0.0)
         return _unpack(y, specs[-1])
 
     def _run(self, x: torch.Tensor, side: tuple, layers: list, tree_key=None, reserve: float = 0.0) -> torch.Tensor:
@@ -235,10 +236,6 @@ def _unpack(flat: torch.Tensor, spec: tuple):
     sizes = [math.prod(shape) for shape in shapes]
     parts = flat.split(sizes) if len(shapes) > 1 else [flat]
     return tree_unflatten([p.view(shape) for p, shape in zip(parts, shapes)], tree)
-
-
-def _storage_bytes(t: torch.Tensor) -> float:
-    return float(t.untyped_storage().nbytes())
 
 
 class _Packed(nn.Module):
