@@ -71,3 +71,19 @@ def allocator_peak(fn, device) -> int:
         live += nbytes
         peak = max(peak, live)
     return peak
+
+
+def free_lists_emptied(schedule):
+    """``schedule``'s actions with ``gc.collect()`` before each, which empties CPython's free lists of small
+    objects, so that tracemalloc's peak is what a run holds (NOTE [ Measuring with tracemalloc ] in
+    tests/test_ad_tape.py)."""
+    import gc
+
+    import revolve
+
+    def actions():
+        for action in schedule:
+            gc.collect()
+            yield action
+
+    return revolve.Schedule(actions, n_steps=schedule.n_steps, kind=schedule.kind, params=schedule.params)

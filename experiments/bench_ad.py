@@ -40,7 +40,7 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import ROOT  # noqa: E402
+from _common import ROOT, free_lists_emptied  # noqa: E402
 
 from revolve import ad, tune_allocator  # noqa: E402
 
@@ -293,14 +293,6 @@ def gradient_memory_table(steps, log):
 
     step, s0, params, loss = lorenz()
 
-    def emptied(schedule):
-        def actions():
-            for action in schedule:
-                gc.collect()
-                yield action
-
-        return revolve.Schedule(actions, n_steps=schedule.n_steps, kind=schedule.kind, params=schedule.params)
-
     def peak(n, between):
         plan = revolve.binomial(n, snapshots=10)
         run = lambda sc: revolve.gradient(step, s0, n_steps=n, loss=loss, params=params, schedule=sc)
@@ -311,7 +303,7 @@ def gradient_memory_table(steps, log):
             tracemalloc.start()
             try:
                 base, _ = tracemalloc.get_traced_memory()
-                r = run(emptied(plan) if between else plan)
+                r = run(free_lists_emptied(plan) if between else plan)
                 _, top = tracemalloc.get_traced_memory()
             finally:
                 tracemalloc.stop()

@@ -160,20 +160,25 @@ def allocator_peak(fn) -> int:
     """Peak bytes the CPU allocator holds while ``fn()`` runs, above what it held before: the running sum of
     torch.profiler's memory events, read without the adapter's meters (the benchmarks' meter,
     ``experiments/_common.allocator_peak``)."""
-    import importlib.util
-    from pathlib import Path
-
     import torch
 
+    return experiments_common().allocator_peak(fn, torch.device("cpu"))
+
+
+_LOADED: dict = {}
+
+
+def experiments_common():
+    """experiments/_common.py, the meters the benchmarks and the tests share (loaded once, by path)."""
     if "_common" not in _LOADED:
+        import importlib.util
+        from pathlib import Path
+
         spec = importlib.util.spec_from_file_location(
             "_revolve_experiments_common", Path(__file__).resolve().parents[1] / "experiments" / "_common.py")
         _LOADED["_common"] = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(_LOADED["_common"])
-    return _LOADED["_common"].allocator_peak(fn, torch.device("cpu"))
-
-
-_LOADED: dict = {}
+    return _LOADED["_common"]
 
 
 def step_peak(run, model, x, weight) -> int:

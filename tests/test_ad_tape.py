@@ -18,6 +18,8 @@ import revolve  # noqa: E402
 from revolve import ad  # noqa: E402
 from revolve.examples import lorenz  # noqa: E402
 
+from .oracles import experiments_common  # noqa: E402
+
 rng = np.random.default_rng(4)
 
 
@@ -324,17 +326,6 @@ def test_lorenz_gradient_peak_within_its_plan_when_tapes_dominate():
     assert 0.9 * plan <= peak <= 1.05 * plan, (peak, plan)
 
 
-def _free_lists_emptied(schedule):
-    """``schedule``'s actions, the free lists emptied before each (NOTE [ Measuring with tracemalloc ])."""
-
-    def actions():
-        for action in schedule:
-            gc.collect()
-            yield action
-
-    return revolve.Schedule(actions, n_steps=schedule.n_steps, kind=schedule.kind, params=schedule.params)
-
-
 def _revolve_peak(n, snapshots):
     """tracemalloc's peak of revolve.gradient on the Lorenz example under Revolve, and the plan's peak."""
     step, s0, params, loss = lorenz()
@@ -347,7 +338,7 @@ def _revolve_peak(n, snapshots):
         tracemalloc.start()
         try:
             base, _ = tracemalloc.get_traced_memory()
-            r = run(_free_lists_emptied(plan))
+            r = run(experiments_common().free_lists_emptied(plan))
             _, peak = tracemalloc.get_traced_memory()
         finally:
             tracemalloc.stop()
