@@ -45,9 +45,12 @@ sl = slice(rank * m, (rank + 1) * m)
 u0 = data["u0"][sl].clone()
 params = {"nu": data["nu"].clone(), "f": data["f"][sl].clone()}
 calls = [0]
+extra = int(sys.argv[6]) if len(sys.argv) > 6 else 0  # bytes of a temporary only rank 1's step allocates
 
 def step(u, p, i):
     calls[0] += 1
+    if extra and rank == 1:
+        torch.zeros(extra, dtype=torch.uint8)
     edges = all_gather(torch.stack([u[0], u[-1]]))  # differentiable: its backward sends the halo adjoints back
     left = edges[(rank - 1) % world][1:2]
     right = edges[(rank + 1) % world][0:1]
@@ -123,3 +126,14 @@ def test_two_gloo_ranks_halo_exchange_gradient_equals_one_process(tmp_path):
     g = [run["gradient"] for run in runs]
     assert g[0]["schedule"] == g[1]["schedule"]  # planned alike on both ranks
     assert abs(g[0]["value"] + g[1]["value"] - value) <= 1e-12 * abs(value)
+
+
+def test_ranks_measuring_different_working_memory_plan_the_same_schedule(tmp_path):
+    # rank 1's step allocates a 4 KB temporary that rank 0's does not: alone, rank 1 would plan within 4 KB
+    # less (another schedule, and mismatched all_gathers); the ranks agree on the larger working memory
+    data, runs = _run_ranks(tmp_path, (str(4 * 8 * N_GLOBAL // 2 + 19000), "4096"))
+    g = [run["gradient"] for run in runs]
+    assert g[0]["schedule"] == g[1]["schedule"]
+    value, gx, _, _ = _oracle(data["u0"], data["nu"], data["f"])
+    x0 = torch.tensor(g[0]["x0"] + g[1]["x0"], dtype=torch.float64)
+    torch.testing.assert_close(x0, gx, rtol=1e-12, atol=1e-13)

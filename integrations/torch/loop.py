@@ -54,8 +54,10 @@ so the result is plain autograd's, bitwise.
 
 Across processes: a step that exchanges halos or reduces across ranks with ``torch.distributed.nn``'s
 differentiable collectives runs the same way on every rank; give every rank the same ``schedule`` (a
-``memory=`` plan depends on the sizes of the state, the tape and one step's working memory alone, so ranks
-holding equal shards plan the same one); each rank keeps its own snapshots.
+``memory=`` plan depends on the sizes of the state, the tape and one step's working memory alone, and when
+step 0 runs a collective the ranks of the default process group agree on the largest working memory measured,
+so ranks holding equal shards plan the same one: NOTE [ Plans across ranks ]); each rank keeps its own
+snapshots.
 
 Parameters: a dict (or tuple/list) of tensors, whose gradients are returned in that structure, or an
 ``nn.Module``, passed to the step as it is, whose trainable parameters are differentiated (gradients as a
@@ -399,8 +401,12 @@ class TorchEngine:
         # never allocates it ("ram" keeps the tensors themselves). Without advances after the first reverse
         # (periodic, store-all), neither (a) nor the state of an advance is held beside a reverse.
         base = grad_sum + self.ambient_bytes() - x_bytes
-        self._working_no_readvance = int(max(base + max(state + rec_peak, pull_peak - saved_new), 0))
-        return int(max(base + max(2 * state + rec_peak, pull_peak - saved_new + state), 0))
+        light = int(max(base + max(state + rec_peak, pull_peak - saved_new), 0))
+        work = int(max(base + max(2 * state + rec_peak, pull_peak - saved_new + state), 0))
+        if meter.collective:
+            light, work = _largest_over_ranks([light, work])
+        self._working_no_readvance = light
+        return work
 
     # -- snapshots ---------------------------------------------------------------------------------------
     def snapshot(self, x):
@@ -507,7 +513,34 @@ class _StepMeter(PeakStorages):
     def _should_skip_dynamo(cls) -> bool:
         return False
 
-    __torch_dispatch__ = getattr(PeakStorages.__torch_dispatch__, "__wrapped__", PeakStorages.__torch_dispatch__)
+    _count = getattr(PeakStorages.__torch_dispatch__, "__wrapped__", PeakStorages.__torch_dispatch__)
+    collective = False  # whether the step ran a torch.distributed collective (NOTE [ Plans across ranks ])
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func.namespace in ("c10d", "_c10d_functional"):
+            self.collective = True
+        return self._count(func, types, args, kwargs)
+
+
+def _largest_over_ranks(values: list) -> list:
+    """Each of ``values`` replaced by its largest value over the ranks of the default process group.
+
+    NOTE [ Plans across ranks ]: a step with collectives must run the same schedule on every rank, or the ranks'
+    collectives stop matching (a hang, or halos from the wrong step). A ``memory=`` plan depends on the sizes
+    of the state and the tape, the same on ranks holding equal shards, and on the measured working memory,
+    which is not: a collective's buffers are released by the backend's thread, sometimes after the next
+    operation's boundary (48 B more on one of two gloo ranks, one run in four, gave it another schedule). So
+    when step 0 ran a collective, the ranks agree on the largest measurement before planning; every rank of
+    the default group must then call the front, as its step's collectives already require.
+    """
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() < 2:
+        return values
+    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else "cpu"
+    t = torch.tensor(values, dtype=torch.int64, device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return [int(v) for v in t.tolist()]
 
 
 class _SavedMeter:
