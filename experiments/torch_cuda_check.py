@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 import os
 import sys
 from pathlib import Path
@@ -99,6 +100,10 @@ def exactness(device) -> int:
                       f"held {revolve.format_bytes(net.last_stats.peak_bytes):>11}  predicted "
                       f"{revolve.format_bytes(net.last_stats.predicted_bytes):>11}  allocator peak "
                       f"{revolve.format_bytes(peak):>11}")
+                if not ok:  # what the run planned with, to tell a profile that measured less from a model error
+                    schedule, net_chain = net.plan_for(xo)
+                    print(f"     schedule {schedule!r}\n     its chain {json.dumps(net_chain.to_dict())}\n"
+                          f"     the check's chain {json.dumps(chain.to_dict())}")
     return failures
 
 
